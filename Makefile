@@ -1,0 +1,61 @@
+# Thin wrapper over CMake presets (CMakePresets.json is the source of truth).
+#   make            release build: build/release/ternd and build/release/tern (linked as build/ternd, build/tern)
+#   make run        install deps, build, start ternd in the foreground with data in ./data
+#   make test       install deps, build, run every test layer, then all of it again under ASan+UBSan
+#   make bench-store  storage engine benchmark (see bench/README.md)
+#   make fuzz       run every libFuzzer target for FUZZ_SECONDS each (clang-14)
+JOBS ?= $(shell nproc)
+FUZZ_SECONDS ?= 60
+ifeq ($(CI),true)
+export TERN_WERROR := ON
+endif
+RUN_ARGS ?=
+
+.PHONY: all deps release debug asan run test test-release test-asan bench-store fuzz clean
+
+all: release
+
+deps:
+	@scripts/deps.sh
+
+release: deps
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release -j $(JOBS)
+	@ln -sf release/ternd build/ternd
+	@ln -sf release/tern build/tern
+
+debug: deps
+	@cmake --preset debug >/dev/null
+	@cmake --build --preset debug -j $(JOBS)
+
+asan: deps
+	@cmake --preset asan >/dev/null
+	@cmake --build --preset asan -j $(JOBS)
+
+run: release
+	@mkdir -p data
+	exec build/release/ternd --data-dir ./data $(RUN_ARGS)
+
+test-release: release
+	cd build/release && ctest --output-on-failure -j $(JOBS)
+
+test-asan: asan
+	cd build/asan && ctest --output-on-failure -j $(JOBS)
+
+# Both layers run; the last line printed is ctest's summary of the ASan+UBSan run.
+test: test-release test-asan
+
+bench-store: release
+	build/release/bench/bench_store $(BENCH_ARGS)
+
+fuzz: deps
+	@cmake --preset fuzz >/dev/null
+	@cmake --build --preset fuzz -j $(JOBS)
+	@for t in build/fuzz/tests/fuzz/fuzz_*; do \
+	  name=$$(basename $$t); mkdir -p build/fuzz/corpus/$$name; \
+	  echo "fuzz: $$name for $(FUZZ_SECONDS)s"; \
+	  $$t -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus/$$name tests/fuzz/corpus/$${name#fuzz_} || exit 1; \
+	done
+
+clean:
+	rm -rf build

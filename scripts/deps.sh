@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs, from Debian 12 packages, everything tern needs to build, run and test.
+# Idempotent: a package already installed is not installed again, and `apt-get update`
+# runs only when something is missing. Uses sudo when not root. Safe without a terminal.
+set -euo pipefail
+
+PKGS=(
+  build-essential cmake pkg-config git
+  clang-14 libclang-rt-14-dev            # fuzz targets (libFuzzer) and sanitizers
+  libuv1-dev                             # event loop, timers, thread pool
+  libsqlite3-dev                         # catalog (later issues)
+  libcmocka-dev                          # unit tests
+  python3 python3-pytest                 # integration tests (run by /usr/bin/python3)
+  procps                                 # pgrep/ps used by tests
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+echo "deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
