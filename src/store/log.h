@@ -93,8 +93,13 @@ int log_append(struct log *log, void *batch, size_t size, int64_t now_ms,
  */
 int log_wait_durable(struct log *log, int64_t end_offset, log_durable_cb cb, void *arg);
 
-/* fsyncs everything appended, on the calling thread, and answers durable waiters. */
+/* fsyncs everything appended, on the calling thread, and answers durable waiters. Returns 0,
+ * the log's error, or -EBUSY while a pool fsync is in flight. */
 int log_sync(struct log *log);
+
+/* Periodic work, called by the store's timer: the interval fsync (mode INTERVAL), an fsync of
+ * unwaited appends and a checkpoint refresh every checkpoint_interval_ms. */
+void log_tick(struct log *log, int64_t now_ms);
 
 /* A contiguous run of whole batches in one segment file, for pread or sendfile. */
 struct log_slice {

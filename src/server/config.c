@@ -1,0 +1,483 @@
+/*
+ * config.c - ternd's command-line options and config file.
+ *
+ * One table lists every option: its name, what --help prints, and the setter that checks and
+ * stores its value. The command line is read twice: the first pass checks that every argument
+ * is a known option with its value, stops at --help or --version and finds --config; the file
+ * is then applied, and the second pass applies the command line on top of it.
+ */
+#include "server/config.h"
+
+#include "base/tern.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A setter checks value and stores it; on a bad value it returns -EINVAL and points *why at
+ * a static reason. */
+typedef int (*config_setter)(struct config *cfg, const char *value, const char **why);
+
+enum config_kind {
+    CONFIG_KIND_VALUE,   /* --name VALUE, also a file key */
+    CONFIG_KIND_FILE,    /* --config FILE: command line only */
+    CONFIG_KIND_HELP,    /* no value */
+    CONFIG_KIND_VERSION, /* no value */
+};
+
+struct config_option {
+    const char *name;
+    enum config_kind kind;
+    const char *metavar;
+    const char *help;
+    const char *default_text; /* NULL: no default to show */
+    config_setter set;
+};
+
+/* A command-line argument split into its option and value (NULL for flags). */
+struct config_arg {
+    const struct config_option *opt;
+    const char *value;
+};
+
+static void replace_str(char **dst, const char *value)
+{
+    free(*dst);
+    *dst = tern_xstrdup(value);
+}
+
+/* Decimal digits only (no sign, no spaces), between min and max. */
+static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    if (!isdigit((unsigned char)s[0]))
+        return -EINVAL;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+static int set_data_dir(struct config *cfg, const char *value, const char **why)
+{
+    if (value[0] == '\0') {
+        *why = "expected a directory path";
+        return -EINVAL;
+    }
+    replace_str(&cfg->data_dir, value);
+    return 0;
+}
+
+static int set_bind(struct config *cfg, const char *value, const char **why)
+{
+    unsigned char addr[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, value, addr) != 1 && inet_pton(AF_INET6, value, addr) != 1) {
+        *why = "expected an IPv4 or IPv6 address";
+        return -EINVAL;
+    }
+    replace_str(&cfg->bind, value);
+    return 0;
+}
+
+static int set_port(uint16_t *port, const char *value, const char **why)
+{
+    uint64_t v;
+    if (parse_u64(value, 0, 65535, &v) < 0) {
+        *why = "expected a port number from 0 to 65535 (0: any free port)";
+        return -EINVAL;
+    }
+    *port = (uint16_t)v;
+    return 0;
+}
+
+static int set_amqp_port(struct config *cfg, const char *value, const char **why)
+{
+    return set_port(&cfg->amqp_port, value, why);
+}
+
+static int set_kafka_port(struct config *cfg, const char *value, const char **why)
+{
+    return set_port(&cfg->kafka_port, value, why);
+}
+
+static int set_http_port(struct config *cfg, const char *value, const char **why)
+{
+    return set_port(&cfg->http_port, value, why);
+}
+
+static int set_fsync(struct config *cfg, const char *value, const char **why)
+{
+    static const char interval[] = "interval:";
+    uint64_t ms;
+    if (strcmp(value, "always") == 0) {
+        cfg->fsync_mode = LOG_FSYNC_ALWAYS;
+        cfg->fsync_interval_ms = 0;
+    } else if (strcmp(value, "never") == 0) {
+        cfg->fsync_mode = LOG_FSYNC_NEVER;
+        cfg->fsync_interval_ms = 0;
+    } else if (strncmp(value, interval, sizeof(interval) - 1) == 0) {
+        if (parse_u64(value + sizeof(interval) - 1, 1, UINT32_MAX, &ms) < 0) {
+            *why = "expected interval:MS with MS a positive number of milliseconds";
+            return -EINVAL;
+        }
+        cfg->fsync_mode = LOG_FSYNC_INTERVAL;
+        cfg->fsync_interval_ms = (uint32_t)ms;
+    } else {
+        *why = "expected always, never or interval:MS";
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int set_log_level(struct config *cfg, const char *value, const char **why)
+{
+    if (tlog_parse_level(value, &cfg->log_level) < 0) {
+        *why = "expected debug, info, warn or error";
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int set_segment_bytes(struct config *cfg, const char *value, const char **why)
+{
+    if (parse_u64(value, CONFIG_MIN_SEGMENT_BYTES, CONFIG_MAX_SEGMENT_BYTES,
+                  &cfg->segment_bytes) < 0) {
+        *why = "expected a number of bytes from 4096 to " CONFIG_MAX_SEGMENT_BYTES_TEXT;
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int set_checkpoint_interval_ms(struct config *cfg, const char *value, const char **why)
+{
+    uint64_t ms;
+    if (parse_u64(value, 1, UINT32_MAX, &ms) < 0) {
+        *why = "expected a positive number of milliseconds";
+        return -EINVAL;
+    }
+    cfg->checkpoint_interval_ms = (uint32_t)ms;
+    return 0;
+}
+
+#define STR2(x) #x
+#define STR(x) STR2(x)
+
+static const struct config_option config_options[] = {
+    {"config", CONFIG_KIND_FILE, "FILE",
+     "read `name = value` lines from FILE first", NULL, NULL},
+    {"data-dir", CONFIG_KIND_VALUE, "DIR", "data directory, created if missing",
+     CONFIG_DEFAULT_DATA_DIR, set_data_dir},
+    {"bind", CONFIG_KIND_VALUE, "ADDR", "IPv4 or IPv6 address to listen on",
+     CONFIG_DEFAULT_BIND, set_bind},
+    {"amqp-port", CONFIG_KIND_VALUE, "N", "AMQP 0-9-1 port (0: any free port)",
+     STR(CONFIG_DEFAULT_AMQP_PORT), set_amqp_port},
+    {"kafka-port", CONFIG_KIND_VALUE, "N", "Kafka port (0: any free port)",
+     STR(CONFIG_DEFAULT_KAFKA_PORT), set_kafka_port},
+    {"http-port", CONFIG_KIND_VALUE, "N", "HTTP management port (0: any free port)",
+     STR(CONFIG_DEFAULT_HTTP_PORT), set_http_port},
+    {"fsync", CONFIG_KIND_VALUE, "MODE",
+     "always, never or interval:MS (fsync every MS ms)", "always",
+     set_fsync},
+    {"log-level", CONFIG_KIND_VALUE, "LEVEL", "debug, info, warn or error", "info",
+     set_log_level},
+    {"segment-bytes", CONFIG_KIND_VALUE, "N",
+     "log segment size, 4096 to " CONFIG_MAX_SEGMENT_BYTES_TEXT,
+     "1073741824", set_segment_bytes},
+    {"checkpoint-interval-ms", CONFIG_KIND_VALUE, "N",
+     "how often each log's checkpoint is made durable", "1000",
+     set_checkpoint_interval_ms},
+    {"help", CONFIG_KIND_HELP, NULL, "print this help and exit", NULL, NULL},
+    {"version", CONFIG_KIND_VERSION, NULL, "print the version and exit", NULL, NULL},
+};
+
+static const struct config_option *find_option(const char *name, size_t len)
+{
+    for (size_t i = 0; i < TERN_ARRAY_LEN(config_options); i++) {
+        const struct config_option *o = &config_options[i];
+        if (strlen(o->name) == len && strncmp(o->name, name, len) == 0)
+            return o;
+    }
+    return NULL;
+}
+
+void config_init(struct config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->data_dir = tern_xstrdup(CONFIG_DEFAULT_DATA_DIR);
+    cfg->bind = tern_xstrdup(CONFIG_DEFAULT_BIND);
+    cfg->config_file = NULL;
+    cfg->amqp_port = CONFIG_DEFAULT_AMQP_PORT;
+    cfg->kafka_port = CONFIG_DEFAULT_KAFKA_PORT;
+    cfg->http_port = CONFIG_DEFAULT_HTTP_PORT;
+    cfg->fsync_mode = LOG_FSYNC_ALWAYS;
+    cfg->fsync_interval_ms = 0;
+    cfg->log_level = TLOG_LEVEL_INFO;
+    cfg->segment_bytes = CONFIG_DEFAULT_SEGMENT_BYTES;
+    cfg->checkpoint_interval_ms = CONFIG_DEFAULT_CHECKPOINT_INTERVAL_MS;
+}
+
+void config_fini(struct config *cfg)
+{
+    free(cfg->data_dir);
+    free(cfg->bind);
+    free(cfg->config_file);
+    cfg->data_dir = cfg->bind = cfg->config_file = NULL;
+}
+
+int config_set(struct config *cfg, const char *name, const char *value, char *err,
+               size_t errlen)
+{
+    const struct config_option *o = find_option(name, strlen(name));
+    if (o == NULL || o->kind != CONFIG_KIND_VALUE) {
+        snprintf(err, errlen, "unknown option");
+        return -ENOENT;
+    }
+    const char *why = "invalid value";
+    if (o->set(cfg, value, &why) < 0) {
+        snprintf(err, errlen, "%s", why);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/*
+ * Reads the option at argv[*i] (and its value, which may be the next argument, advancing *i).
+ * Returns 0 or -EINVAL with a message in err.
+ */
+static int next_arg(int argc, char *const argv[], int *i, struct config_arg *a, char *err,
+                    size_t errlen)
+{
+    const char *s = argv[*i];
+    if (strncmp(s, "--", 2) != 0 || s[2] == '\0' || s[2] == '=') {
+        snprintf(err, errlen, s[0] == '-' ? "unknown option '%s'" : "unexpected argument '%s'",
+                 s);
+        return -EINVAL;
+    }
+    const char *name = s + 2;
+    const char *eq = strchr(name, '=');
+    size_t len = eq ? (size_t)(eq - name) : strlen(name);
+    a->opt = find_option(name, len);
+    a->value = NULL;
+    if (a->opt == NULL) {
+        snprintf(err, errlen, "unknown option '--%.*s'", (int)len, name);
+        return -EINVAL;
+    }
+    bool wants_value = a->opt->kind == CONFIG_KIND_VALUE || a->opt->kind == CONFIG_KIND_FILE;
+    if (!wants_value) {
+        if (eq != NULL) {
+            snprintf(err, errlen, "option --%s takes no value", a->opt->name);
+            return -EINVAL;
+        }
+        return 0;
+    }
+    if (eq != NULL) {
+        a->value = eq + 1;
+    } else if (*i + 1 < argc && strncmp(argv[*i + 1], "--", 2) != 0) {
+        a->value = argv[++*i];
+    } else {
+        snprintf(err, errlen, "missing value for --%s", a->opt->name);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* First pass: checks the syntax of every argument, stops at --help or --version and returns
+ * the last --config value in *file (NULL if none). */
+static int scan_args(int argc, char *const argv[], enum config_action *action, const char **file,
+                     char *err, size_t errlen)
+{
+    struct config_arg a;
+    *file = NULL;
+    for (int i = 1; i < argc; i++) {
+        int rc = next_arg(argc, argv, &i, &a, err, errlen);
+        if (rc < 0)
+            return rc;
+        if (a.opt->kind == CONFIG_KIND_HELP) {
+            *action = CONFIG_ACTION_HELP;
+            return 0;
+        }
+        if (a.opt->kind == CONFIG_KIND_VERSION) {
+            *action = CONFIG_ACTION_VERSION;
+            return 0;
+        }
+        if (a.opt->kind == CONFIG_KIND_FILE)
+            *file = a.value;
+    }
+    return 0;
+}
+
+/* Second pass: applies every value option in order. The syntax was checked by scan_args. */
+static int apply_args(struct config *cfg, int argc, char *const argv[], char *err, size_t errlen)
+{
+    struct config_arg a;
+    char why[256];
+    for (int i = 1; i < argc; i++) {
+        int rc = next_arg(argc, argv, &i, &a, err, errlen);
+        if (rc < 0)
+            return rc;
+        if (a.opt->kind != CONFIG_KIND_VALUE)
+            continue;
+        rc = config_set(cfg, a.opt->name, a.value, why, sizeof(why));
+        if (rc < 0) {
+            snprintf(err, errlen, "invalid value '%s' for --%s: %s", a.value, a.opt->name, why);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int config_parse(struct config *cfg, int argc, char *const argv[], enum config_action *action,
+                 char *err, size_t errlen)
+{
+    const char *file;
+    *action = CONFIG_ACTION_RUN;
+    int rc = scan_args(argc, argv, action, &file, err, errlen);
+    if (rc < 0 || *action != CONFIG_ACTION_RUN)
+        return rc;
+    if (file != NULL) {
+        replace_str(&cfg->config_file, file);
+        rc = config_load_file(cfg, file, err, errlen);
+        if (rc < 0)
+            return rc;
+    }
+    return apply_args(cfg, argc, argv, err, errlen);
+}
+
+/* Trims leading and trailing whitespace in place and returns the start. */
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
+/* Cuts a comment: `#` at the start of the line or after whitespace. */
+static void strip_comment(char *line)
+{
+    for (char *p = line; *p != '\0'; p++) {
+        if (*p == '#' && (p == line || isspace((unsigned char)p[-1]))) {
+            *p = '\0';
+            return;
+        }
+    }
+}
+
+static int parse_line(struct config *cfg, char *line, const char *path, unsigned lineno,
+                      char *err, size_t errlen)
+{
+    strip_comment(line);
+    char *s = trim(line);
+    if (*s == '\0')
+        return 0;
+    char *eq = strchr(s, '=');
+    if (eq == NULL) {
+        snprintf(err, errlen, "%s:%u: expected 'key = value', got '%s'", path, lineno, s);
+        return -EINVAL;
+    }
+    *eq = '\0';
+    char *key = trim(s);
+    char *value = trim(eq + 1);
+    if (*key == '\0') {
+        snprintf(err, errlen, "%s:%u: missing key before '='", path, lineno);
+        return -EINVAL;
+    }
+    if (strcmp(key, "config") == 0) {
+        snprintf(err, errlen, "%s:%u: key 'config' is only accepted on the command line", path,
+                 lineno);
+        return -EINVAL;
+    }
+    char why[256];
+    int rc = config_set(cfg, key, value, why, sizeof(why));
+    if (rc == -ENOENT) {
+        snprintf(err, errlen, "%s:%u: unknown key '%s'", path, lineno, key);
+        return -EINVAL;
+    }
+    if (rc < 0)
+        snprintf(err, errlen, "%s:%u: invalid value '%s' for %s: %s", path, lineno, value, key,
+                 why);
+    return rc;
+}
+
+int config_load_file(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    unsigned lineno = 0;
+    int rc = 0;
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        rc = -errno;
+        goto fail_read;
+    }
+    errno = 0;
+    while (getline(&line, &cap, f) >= 0) {
+        rc = parse_line(cfg, line, path, ++lineno, err, errlen);
+        if (rc < 0)
+            goto out;
+    }
+    if (ferror(f)) {
+        rc = errno ? -errno : -EIO;
+        goto fail_read;
+    }
+    goto out;
+fail_read:
+    snprintf(err, errlen, "cannot read config file '%s': %s", path, tern_strerror(rc));
+out:
+    free(line);
+    if (f != NULL)
+        fclose(f);
+    return rc;
+}
+
+const char *config_fsync_str(const struct config *cfg, char *buf, size_t len)
+{
+    switch (cfg->fsync_mode) {
+    case LOG_FSYNC_ALWAYS:
+        snprintf(buf, len, "always");
+        break;
+    case LOG_FSYNC_NEVER:
+        snprintf(buf, len, "never");
+        break;
+    case LOG_FSYNC_INTERVAL:
+        snprintf(buf, len, "interval:%u", (unsigned)cfg->fsync_interval_ms);
+        break;
+    }
+    return buf;
+}
+
+void config_usage(FILE *f)
+{
+    fprintf(f, "Usage: ternd [OPTION]...\n"
+               "Runs the tern message broker in the foreground; logs go to stderr.\n\n"
+               "Every option is also a `name = value` key of the --config file;\n"
+               "the command line overrides the file.\n\n");
+    for (size_t i = 0; i < TERN_ARRAY_LEN(config_options); i++) {
+        const struct config_option *o = &config_options[i];
+        char left[64];
+        snprintf(left, sizeof(left), "--%s%s%s", o->name, o->metavar ? " " : "",
+                 o->metavar ? o->metavar : "");
+        fprintf(f, "  %-28s %s", left, o->help);
+        if (o->default_text != NULL)
+            fprintf(f, " (default: %s)", o->default_text);
+        fprintf(f, "\n");
+    }
+}
+
+void config_to_store(const struct config *cfg, struct store_config *out)
+{
+    store_config_default(out);
+    out->data_dir = cfg->data_dir;
+    out->log.fsync_mode = cfg->fsync_mode;
+    if (cfg->fsync_mode == LOG_FSYNC_INTERVAL)
+        out->log.fsync_interval_ms = cfg->fsync_interval_ms;
+    out->log.segment_bytes = cfg->segment_bytes;
+    out->log.checkpoint_interval_ms = cfg->checkpoint_interval_ms;
+}

@@ -1,0 +1,210 @@
+/*
+ * main.c - ternd: reads the configuration, opens the store under the data directory and runs
+ * the libuv loop until SIGTERM or SIGINT.
+ *
+ * Lifecycle, as logged on stderr (mod=server):
+ *   event=start ...      options parsed, before the store is opened
+ *   event=ready          the store is open (recovery done); tests wait for this line
+ *   event=shutdown       first SIGTERM/SIGINT: store_close() finishes in-flight fsyncs and
+ *                        writes each log's clean-shutdown marker
+ *   event=stopped        the loop has ended and everything is freed; exit 0
+ *   event=exit_now       a second signal during shutdown: _exit(130) without cleanup
+ *
+ * Exit codes: 0 clean stop, 1 the store could not be opened (or the loop failed), 2 bad
+ * command line or config file, 130 forced exit.
+ *
+ * Listeners (AMQP, Kafka, HTTP) do not exist yet: the ports are parsed and logged only.
+ */
+#include "server/config.h"
+
+#include "base/tern.h"
+#include "base/tlog.h"
+#include "store/store.h"
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define SERVER_EXIT_FAILURE 1
+#define SERVER_EXIT_USAGE 2
+#define SERVER_EXIT_FORCED 130
+
+struct server {
+    uv_loop_t loop;
+    uv_signal_t sigterm;
+    uv_signal_t sigint;
+    struct config cfg;
+    bool signals_open; /* both signal handles initialised */
+    struct store *store;
+    bool stopping;
+};
+
+static const char *signal_name(int signum)
+{
+    switch (signum) {
+    case SIGTERM:
+        return "SIGTERM";
+    case SIGINT:
+        return "SIGINT";
+    default:
+        return "unknown";
+    }
+}
+
+static void on_signal_closed(uv_handle_t *h)
+{
+    (void)h; /* the handles live inside struct server */
+}
+
+static void close_signals(struct server *srv)
+{
+    if (!srv->signals_open)
+        return;
+    srv->signals_open = false;
+    uv_close((uv_handle_t *)&srv->sigterm, on_signal_closed);
+    uv_close((uv_handle_t *)&srv->sigint, on_signal_closed);
+}
+
+static void on_store_closed(void *arg)
+{
+    struct server *srv = arg;
+    srv->store = NULL;
+    close_signals(srv); /* no active handles left: uv_run returns */
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct server *srv = h->data;
+    if (srv->stopping) {
+        TLOG_WARN("server", "event=exit_now signal=%s", signal_name(signum));
+        _exit(SERVER_EXIT_FORCED);
+    }
+    srv->stopping = true;
+    TLOG_INFO("server", "event=shutdown signal=%s", signal_name(signum));
+    store_close(srv->store, on_store_closed, srv);
+}
+
+/* Starts the SIGTERM and SIGINT handlers. On failure the handles that were initialised are
+ * closed (the loop still has to run their close callbacks). */
+static int start_signals(struct server *srv)
+{
+    int rc = uv_signal_init(&srv->loop, &srv->sigterm);
+    if (rc < 0)
+        return rc;
+    rc = uv_signal_init(&srv->loop, &srv->sigint);
+    if (rc < 0) {
+        uv_close((uv_handle_t *)&srv->sigterm, on_signal_closed);
+        return rc;
+    }
+    srv->signals_open = true;
+    srv->sigterm.data = srv;
+    srv->sigint.data = srv;
+    if ((rc = uv_signal_start(&srv->sigterm, on_signal, SIGTERM)) < 0 ||
+        (rc = uv_signal_start(&srv->sigint, on_signal, SIGINT)) < 0)
+        close_signals(srv);
+    return rc;
+}
+
+static void log_start(const struct config *cfg)
+{
+    char fsync[32];
+    TLOG_INFO("server",
+              "event=start version=%s data_dir=%s bind=%s amqp_port=%u kafka_port=%u "
+              "http_port=%u fsync=%s segment_bytes=%llu checkpoint_interval_ms=%u pid=%ld",
+              TERN_VERSION, cfg->data_dir, cfg->bind, (unsigned)cfg->amqp_port,
+              (unsigned)cfg->kafka_port, (unsigned)cfg->http_port,
+              config_fsync_str(cfg, fsync, sizeof(fsync)),
+              (unsigned long long)cfg->segment_bytes, (unsigned)cfg->checkpoint_interval_ms,
+              (long)getpid());
+}
+
+static void log_ready(const struct server *srv)
+{
+    size_t refused = store_refused_count(srv->store);
+    for (size_t i = 0; i < refused; i++)
+        TLOG_ERROR("server", "event=log_refused log=%s reason=\"%s\"",
+                   store_refused_name(srv->store, i), store_refused_reason(srv->store, i));
+    TLOG_INFO("server", "event=ready data_dir=%s logs=%zu refused=%zu", srv->cfg.data_dir,
+              store_log_count(srv->store), refused);
+}
+
+static int open_store(struct server *srv)
+{
+    struct store_config scfg;
+    config_to_store(&srv->cfg, &scfg);
+    int rc = store_open(&srv->loop, &scfg, &srv->store);
+    if (rc == TERN_ELOCKED)
+        TLOG_ERROR("server", "event=open_failed data_dir=%s msg=\"another ternd holds the "
+                             "data directory %s\"",
+                   srv->cfg.data_dir, srv->cfg.data_dir);
+    else if (rc < 0)
+        TLOG_ERRNO("server", rc, "event=open_failed data_dir=%s", srv->cfg.data_dir);
+    return rc;
+}
+
+/* Runs the server with a parsed configuration. Returns the process exit code. */
+static int server_run(struct server *srv)
+{
+    int code = SERVER_EXIT_FAILURE;
+    int rc = uv_loop_init(&srv->loop);
+    if (rc < 0) {
+        TLOG_ERRNO("server", rc, "event=loop_init_failed");
+        return SERVER_EXIT_FAILURE;
+    }
+    /* Signals first, so a SIGTERM during a long recovery waits for the loop. */
+    rc = start_signals(srv);
+    if (rc < 0) {
+        TLOG_ERRNO("server", rc, "event=signal_failed");
+        goto out;
+    }
+    if (open_store(srv) < 0)
+        goto out;
+    log_ready(srv);
+    uv_run(&srv->loop, UV_RUN_DEFAULT);
+    code = 0;
+out:
+    close_signals(srv);
+    uv_run(&srv->loop, UV_RUN_DEFAULT); /* let close callbacks run */
+    rc = uv_loop_close(&srv->loop);
+    if (rc < 0) {
+        TLOG_ERRNO("server", rc, "event=loop_close_failed");
+        code = SERVER_EXIT_FAILURE;
+    }
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    static struct server srv;
+    enum config_action action;
+    char err[1024];
+    int code;
+
+    signal(SIGPIPE, SIG_IGN);
+    config_init(&srv.cfg);
+    if (config_parse(&srv.cfg, argc, argv, &action, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ternd: %s\n", err);
+        code = SERVER_EXIT_USAGE;
+        goto out;
+    }
+    if (action == CONFIG_ACTION_HELP) {
+        config_usage(stdout);
+        code = 0;
+        goto out;
+    }
+    if (action == CONFIG_ACTION_VERSION) {
+        printf("ternd %s\n", TERN_VERSION);
+        code = 0;
+        goto out;
+    }
+    tlog_set_level(srv.cfg.log_level);
+    log_start(&srv.cfg);
+    code = server_run(&srv);
+    if (code == 0)
+        TLOG_INFO("server", "event=stopped");
+out:
+    config_fini(&srv.cfg);
+    return code;
+}

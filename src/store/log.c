@@ -1,0 +1,1071 @@
+/*
+ * log.c - a durable log: segments, recovery, group commit, reads and retention.
+ *
+ * Directory of a log:
+ *
+ *   <20-digit base>.log / .index / .timeindex   segments (seg.c), base offsets ascending
+ *   checkpoint                                  two 64-byte slots, written alternately:
+ *       0 u32 magic "TCKP"   4 u16 version (1)   6 u16 reserved   8 u64 sequence
+ *      16 i64 start offset  24 i64 durable end offset (every offset below it was fsynced)
+ *      32 i64 base of the segment holding the durable end   40 u64 its byte position there
+ *      48 12 bytes reserved (zero)   60 u32 CRC-32C of bytes 0..59     (all little-endian)
+ *   clean-shutdown                              present only after a clean close
+ *
+ * Recovery (log_open): with the clean-shutdown marker every segment is loaded without a scan.
+ * Without it, segments before the checkpoint's segment are loaded as sealed (they were fsynced
+ * before the checkpoint was written); from the checkpoint's segment on, every batch is read
+ * and its CRC checked. A bad batch before the checkpoint's durable position is corruption: the
+ * log is refused with the file and position. A bad batch after it is a torn tail: the file is
+ * cut there and later segments are deleted, so nothing after a gap is ever served. The
+ * checkpoint is made durable at most every checkpoint_interval_ms, at every roll and at close.
+ *
+ * Group commit: appends go to the page cache on the loop thread. One fsync job at a time runs
+ * on the libuv thread pool, covering every segment with unsynced bytes; appends made meanwhile
+ * wait for the next job. A failed write or fsync is never retried: the log turns read-only.
+ */
+#include "store/log.h"
+
+#include "base/clock.h"
+#include "base/crc32c.h"
+#include "base/tern.h"
+#include "base/tlog.h"
+#include "os/file.h"
+#include "store/seg.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define CKPT_MAGIC 0x504B4354u /* "TCKP" little-endian */
+#define CKPT_VERSION 1
+#define CKPT_SLOT 64
+#define CLEAN_MARKER "clean-shutdown"
+
+struct ckpt {
+    uint64_t seq;
+    int64_t start;
+    int64_t durable_end;
+    int64_t seg_base;
+    uint64_t seg_pos;
+};
+
+struct waiter {
+    int64_t end;
+    log_durable_cb cb;
+    void *arg;
+};
+
+/* One fsync job: prepared on the loop, run on a pool thread, completed on the loop. */
+struct sync_job {
+    uv_work_t req;
+    struct log *log;
+    struct seg **segs; /* referenced segments with unsynced data or index */
+    uint64_t *sizes;
+    bool *seal;
+    int nsegs;
+    int64_t target;   /* durable end once the job succeeds */
+    bool write_ckpt;
+    struct ckpt ckpt; /* written after the data fsyncs */
+    int ckpt_fd;
+    int rc;
+};
+
+struct log {
+    uv_loop_t *loop;
+    char *dir;
+    struct log_config cfg;
+    struct seg **segs; /* ascending base; the last is active */
+    int nsegs, capsegs;
+    int64_t start_offset, end_offset, durable_offset;
+    int err;
+    bool clean_open;
+    bool closing;
+    bool sync_inline;     /* log_sync is completing a job: do not finish a close there */
+    struct sync_job *job; /* in flight */
+    bool force_ckpt;      /* a roll or truncation wants a checkpoint soon */
+    int ckpt_fd;
+    struct ckpt ckpt; /* last durable checkpoint */
+    int64_t ckpt_ms, sync_ms;
+    struct waiter *waiters;
+    size_t nwaiters, capwaiters;
+    log_close_cb close_cb;
+    void *close_arg;
+};
+
+void log_config_default(struct log_config *cfg)
+{
+    *cfg = (struct log_config){
+        .segment_bytes = 1ull << 30,
+        .segment_ms = 7ll * 24 * 3600 * 1000,
+        .index_interval_bytes = 4096,
+        .max_batch_bytes = 8u << 20,
+        .fsync_mode = LOG_FSYNC_ALWAYS,
+        .fsync_interval_ms = 1000,
+        .checkpoint_interval_ms = 1000,
+        .retention_ms = -1,
+        .retention_bytes = -1,
+    };
+}
+
+static const char *log_name(const struct log *log)
+{
+    const char *s = strrchr(log->dir, '/');
+    return s ? s + 1 : log->dir;
+}
+
+static char *path_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = tern_xmalloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static struct seg *active(const struct log *log)
+{
+    return log->segs[log->nsegs - 1];
+}
+
+/* ---- checkpoint ---------------------------------------------------------------------- */
+
+static void le_put(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t le_get(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static void ckpt_encode(const struct ckpt *c, uint8_t *b)
+{
+    memset(b, 0, CKPT_SLOT);
+    le_put(b, CKPT_MAGIC, 4);
+    le_put(b + 4, CKPT_VERSION, 2);
+    le_put(b + 8, c->seq, 8);
+    le_put(b + 16, (uint64_t)c->start, 8);
+    le_put(b + 24, (uint64_t)c->durable_end, 8);
+    le_put(b + 32, (uint64_t)c->seg_base, 8);
+    le_put(b + 40, c->seg_pos, 8);
+    le_put(b + 60, crc32c(0, b, 60), 4);
+}
+
+static bool ckpt_decode(const uint8_t *b, struct ckpt *c)
+{
+    if (le_get(b, 4) != CKPT_MAGIC || le_get(b + 4, 2) != CKPT_VERSION ||
+        le_get(b + 60, 4) != crc32c(0, b, 60))
+        return false;
+    c->seq = le_get(b + 8, 8);
+    c->start = (int64_t)le_get(b + 16, 8);
+    c->durable_end = (int64_t)le_get(b + 24, 8);
+    c->seg_base = (int64_t)le_get(b + 32, 8);
+    c->seg_pos = le_get(b + 40, 8);
+    return c->start >= 0 && c->durable_end >= c->start && c->seg_base >= 0;
+}
+
+/* Writes and fsyncs checkpoint slot seq % 2. Safe on any thread (touches only fd and c). */
+static int ckpt_write(int fd, const struct ckpt *c)
+{
+    uint8_t b[CKPT_SLOT];
+    ckpt_encode(c, b);
+    int rc = file_pwrite_all(fd, b, sizeof(b), (off_t)(c->seq % 2) * CKPT_SLOT);
+    return rc < 0 ? rc : file_datasync(fd);
+}
+
+/* Reads the newest valid slot. Returns 1 when found, 0 when none, or -errno. */
+static int ckpt_read(int fd, struct ckpt *out)
+{
+    uint8_t b[2 * CKPT_SLOT];
+    ssize_t n = file_pread_all(fd, b, sizeof(b), 0);
+    if (n < 0)
+        return (int)n;
+    int found = 0;
+    for (int i = 0; i < 2; i++) {
+        struct ckpt c;
+        if ((i + 1) * CKPT_SLOT <= n && ckpt_decode(b + i * CKPT_SLOT, &c) &&
+            (!found || c.seq > out->seq)) {
+            *out = c;
+            found = 1;
+        }
+    }
+    return found;
+}
+
+/* The checkpoint describing the log with everything below `end` durable. */
+static struct ckpt ckpt_now(const struct log *log, int64_t end, uint64_t seq)
+{
+    const struct seg *a = active(log);
+    return (struct ckpt){.seq = seq,
+                         .start = log->start_offset,
+                         .durable_end = end,
+                         .seg_base = a->base,
+                         .seg_pos = end == a->next_offset ? a->size : a->synced_size};
+}
+
+/* ---- failure --------------------------------------------------------------------------- */
+
+static void waiters_fire(struct log *log, int status);
+
+static void log_fail(struct log *log, int err, const char *what)
+{
+    if (log->err)
+        return;
+    log->err = err;
+    TLOG_ERRNO("store", err, "event=log_readonly log=%s dir=%s op=%s", log_name(log), log->dir,
+               what);
+    waiters_fire(log, err);
+}
+
+/* ---- group commit ---------------------------------------------------------------------- */
+
+static struct sync_job *job_prepare(struct log *log, int64_t now_ms)
+{
+    struct sync_job *j = tern_xcalloc(1, sizeof(*j));
+    j->log = log;
+    j->target = log->end_offset;
+    j->segs = tern_xcalloc((size_t)log->nsegs, sizeof(*j->segs));
+    j->sizes = tern_xcalloc((size_t)log->nsegs, sizeof(*j->sizes));
+    j->seal = tern_xcalloc((size_t)log->nsegs, sizeof(*j->seal));
+    for (int i = 0; i < log->nsegs; i++) {
+        struct seg *s = log->segs[i];
+        bool sealed = i < log->nsegs - 1;
+        if (s->synced_size < s->size || (sealed && s->index_dirty)) {
+            seg_ref(s);
+            j->segs[j->nsegs] = s;
+            j->sizes[j->nsegs] = s->size;
+            j->seal[j->nsegs++] = sealed;
+        }
+    }
+    if (log->force_ckpt || now_ms - log->ckpt_ms >= (int64_t)log->cfg.checkpoint_interval_ms ||
+        log->closing) {
+        j->write_ckpt = true;
+        j->ckpt = ckpt_now(log, j->target, log->ckpt.seq + 1);
+        j->ckpt.seg_pos = active(log)->size;
+        j->ckpt_fd = log->ckpt_fd;
+    }
+    return j;
+}
+
+static void job_run(struct sync_job *j)
+{
+    for (int i = 0; i < j->nsegs && j->rc == 0; i++) {
+        j->rc = file_datasync(j->segs[i]->fd);
+        if (j->rc == 0 && j->seal[i])
+            j->rc = seg_sync_index(j->segs[i]);
+    }
+    if (j->rc == 0 && j->write_ckpt)
+        j->rc = ckpt_write(j->ckpt_fd, &j->ckpt);
+}
+
+static void log_finish_close(struct log *log);
+static void job_submit(struct log *log);
+
+static void job_complete(struct sync_job *j)
+{
+    struct log *log = j->log;
+    log->job = NULL;
+    for (int i = 0; i < j->nsegs; i++) {
+        if (j->rc == 0) {
+            if (j->segs[i]->synced_size < j->sizes[i])
+                j->segs[i]->synced_size = j->sizes[i];
+            if (j->seal[i])
+                j->segs[i]->index_dirty = false;
+        }
+        seg_unref(j->segs[i]);
+    }
+    free(j->segs);
+    free(j->sizes);
+    free(j->seal);
+    if (j->rc < 0) {
+        log_fail(log, j->rc, "fsync");
+    } else {
+        if (j->target > log->durable_offset)
+            log->durable_offset = j->target;
+        if (j->write_ckpt) {
+            log->ckpt = j->ckpt;
+            log->ckpt_ms = clock_wall_ms();
+            log->force_ckpt = false;
+        }
+        log->sync_ms = clock_wall_ms();
+        waiters_fire(log, 0);
+    }
+    free(j);
+    if (log->closing && !log->sync_inline)
+        log_finish_close(log);
+    else if (!log->err && log->loop && log->cfg.fsync_mode == LOG_FSYNC_ALWAYS &&
+             log->durable_offset < log->end_offset)
+        job_submit(log);
+}
+
+static void job_work_cb(uv_work_t *req)
+{
+    job_run((struct sync_job *)req->data);
+}
+
+static void job_after_cb(uv_work_t *req, int status)
+{
+    struct sync_job *j = req->data;
+    if (status < 0 && j->rc == 0)
+        j->rc = status;
+    job_complete(j);
+}
+
+/* Starts an fsync job on the pool unless one is in flight (it resubmits when it ends). */
+static void job_submit(struct log *log)
+{
+    if (log->job || log->err || !log->loop)
+        return;
+    struct sync_job *j = job_prepare(log, clock_wall_ms());
+    log->job = j;
+    j->req.data = j;
+    int rc = uv_queue_work(log->loop, &j->req, job_work_cb, job_after_cb);
+    if (rc < 0) {
+        j->rc = rc;
+        job_complete(j);
+    }
+}
+
+int log_sync(struct log *log)
+{
+    if (log->err)
+        return log->err;
+    if (log->job)
+        return -EBUSY;
+    struct sync_job *j = job_prepare(log, clock_wall_ms());
+    log->job = j;
+    job_run(j);
+    log->sync_inline = true;
+    job_complete(j);
+    log->sync_inline = false;
+    return log->err;
+}
+
+/* ---- waiters --------------------------------------------------------------------------- */
+
+static void waiters_fire(struct log *log, int status)
+{
+    size_t n = 0, keep = 0;
+    struct waiter *ready = NULL;
+    for (size_t i = 0; i < log->nwaiters; i++) {
+        struct waiter w = log->waiters[i];
+        if (status != 0 || w.end <= log->durable_offset) {
+            if (!ready)
+                ready = tern_xmalloc(log->nwaiters * sizeof(*ready));
+            ready[n++] = w;
+        } else {
+            log->waiters[keep++] = w;
+        }
+    }
+    log->nwaiters = keep;
+    /* callbacks may append and wait again: call them after the array is consistent */
+    for (size_t i = 0; i < n; i++)
+        ready[i].cb(ready[i].arg, status);
+    free(ready);
+}
+
+int log_wait_durable(struct log *log, int64_t end, log_durable_cb cb, void *arg)
+{
+    if (log->err)
+        return log->err;
+    if (log->closing)
+        return TERN_ECLOSED;
+    if (end <= log->durable_offset || log->cfg.fsync_mode != LOG_FSYNC_ALWAYS)
+        return 1;
+    if (log->nwaiters == log->capwaiters) {
+        log->capwaiters = log->capwaiters ? log->capwaiters * 2 : 16;
+        log->waiters = tern_xrealloc(log->waiters, log->capwaiters * sizeof(*log->waiters));
+    }
+    log->waiters[log->nwaiters++] = (struct waiter){end, cb, arg};
+    job_submit(log);
+    return 0;
+}
+
+/* ---- segments list --------------------------------------------------------------------- */
+
+static void segs_push(struct log *log, struct seg *s)
+{
+    if (log->nsegs == log->capsegs) {
+        log->capsegs = log->capsegs ? log->capsegs * 2 : 8;
+        log->segs = tern_xrealloc(log->segs, (size_t)log->capsegs * sizeof(*log->segs));
+    }
+    log->segs[log->nsegs++] = s;
+}
+
+/* Removes the first n segments from the list and their files. */
+static int segs_drop_front(struct log *log, int n)
+{
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        int r = seg_remove(log->segs[i]);
+        if (r < 0 && rc == 0)
+            rc = r;
+        seg_unref(log->segs[i]);
+    }
+    memmove(log->segs, log->segs + n, (size_t)(log->nsegs - n) * sizeof(*log->segs));
+    log->nsegs -= n;
+    if (rc == 0)
+        rc = file_sync_dir(log->dir);
+    return rc;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Lists segment bases in dir, ascending. Returns the count or -errno. */
+static int list_segments(const char *dir, int64_t **out)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -errno;
+    int n = 0, cap = 0;
+    int64_t *bases = NULL;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        int64_t base;
+        if (seg_parse_name(e->d_name, &base) < 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            bases = tern_xrealloc(bases, (size_t)cap * sizeof(*bases));
+        }
+        bases[n++] = base;
+    }
+    closedir(d);
+    if (n > 1)
+        qsort(bases, (size_t)n, sizeof(*bases), cmp_i64);
+    *out = bases;
+    return n;
+}
+
+/* ---- open and recovery ----------------------------------------------------------------- */
+
+struct recovery {
+    struct log *log;
+    struct ckpt ckpt;
+    bool have_ckpt;
+    char *errbuf;
+    size_t errlen;
+    uint64_t scanned;
+};
+
+static void recovery_progress(void *arg, const struct seg *s, uint64_t pos, uint64_t total)
+{
+    struct recovery *rc = arg;
+    TLOG_INFO("store", "event=recovery_progress log=%s segment=%020" PRId64 " pos=%" PRIu64
+                       " size=%" PRIu64 " pct=%d",
+              log_name(rc->log), s->base, pos, total, total ? (int)(pos * 100 / total) : 100);
+}
+
+static int corrupt(struct recovery *r, const struct seg *s, uint64_t pos, const char *why)
+{
+    if (r->errbuf)
+        snprintf(r->errbuf, r->errlen, "%s in %s.log at byte %" PRIu64, why, s->path, pos);
+    return TERN_ECORRUPT;
+}
+
+/* Drops segments [from, nsegs) entirely: data after a torn tail is never served. */
+static int drop_tail_segments(struct log *log, int from)
+{
+    int rc = 0;
+    for (int i = from; i < log->nsegs; i++) {
+        TLOG_WARN("store", "event=torn_tail log=%s file=%s.log pos=0 dropped_bytes=%" PRIu64
+                           " reason=\"after a torn segment\"",
+                  log_name(log), log->segs[i]->path, log->segs[i]->size);
+        int r = seg_remove(log->segs[i]);
+        if (r < 0 && rc == 0)
+            rc = r;
+        seg_unref(log->segs[i]);
+    }
+    log->nsegs = from;
+    return rc;
+}
+
+/* Scans segment i (at or after the checkpoint's segment) and handles a torn tail. */
+static int recover_scan(struct recovery *r, int i, int64_t min_base, bool *torn)
+{
+    struct log *log = r->log;
+    struct seg *s = log->segs[i];
+    struct seg_scan sc;
+    uint64_t durable_pos = 0;
+    if (r->have_ckpt && s->base == r->ckpt.seg_base)
+        durable_pos = r->ckpt.seg_pos;
+    int rc = seg_recover(s, min_base, &sc, recovery_progress, r);
+    if (rc < 0)
+        return rc;
+    r->scanned += sc.file_size;
+    if (!sc.reason)
+        return 0;
+    if (sc.bad_pos < durable_pos)
+        return corrupt(r, s, sc.bad_pos, sc.reason);
+    TLOG_WARN("store", "event=torn_tail log=%s file=%s.log pos=%" PRIu64 " dropped_bytes=%" PRIu64
+                       " reason=\"%s\"",
+              log_name(log), s->path, sc.bad_pos, sc.file_size - sc.valid_end, sc.reason);
+    rc = seg_truncate(s, sc.valid_end, s->next_offset);
+    if (rc == 0)
+        rc = file_datasync(s->fd);
+    *torn = true;
+    return rc;
+}
+
+/* Loads or scans every segment; sets start/end offsets. */
+static int recover_segments(struct recovery *r)
+{
+    struct log *log = r->log;
+    int64_t prev_end = -1;
+    for (int i = 0; i < log->nsegs; i++) {
+        struct seg *s = log->segs[i];
+        int64_t min_base = prev_end > s->base ? prev_end : s->base;
+        bool trusted = log->clean_open || (r->have_ckpt && s->base < r->ckpt.seg_base);
+        if (prev_end > s->base)
+            return corrupt(r, s, 0, "segment overlaps the previous one");
+        if (trusted) {
+            const char *why = NULL;
+            uint64_t bad = 0;
+            int rc = seg_load(s, &why, &bad);
+            if (rc == TERN_ECORRUPT && log->clean_open && i == log->nsegs - 1 &&
+                !(r->have_ckpt && s->base < r->ckpt.seg_base)) {
+                trusted = false; /* a marker does not excuse a damaged tail: scan it */
+            } else if (rc == TERN_ECORRUPT) {
+                return corrupt(r, s, bad, why);
+            } else if (rc < 0) {
+                return rc;
+            }
+        }
+        if (!trusted) {
+            bool torn = false;
+            int rc = recover_scan(r, i, min_base, &torn);
+            if (rc < 0)
+                return rc;
+            if (torn) {
+                rc = drop_tail_segments(log, i + 1);
+                if (rc < 0)
+                    return rc;
+            }
+        }
+        /* a scanned segment may hold bytes that sit only in the page cache */
+        s->synced_size = trusted ? s->size : 0;
+        prev_end = s->next_offset;
+    }
+    return 0;
+}
+
+/* Opens the segment files named in the directory. */
+static int open_segments(struct log *log)
+{
+    int64_t *bases = NULL;
+    int n = list_segments(log->dir, &bases);
+    int rc = n < 0 ? n : 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        struct seg *s;
+        rc = seg_open(log->dir, bases[i], log->cfg.index_interval_bytes, &s);
+        if (rc == 0)
+            segs_push(log, s);
+    }
+    free(bases);
+    return rc;
+}
+
+/* Removes the clean-shutdown marker; returns 1 when it was there, 0 if not, or -errno. */
+static int take_clean_marker(struct log *log)
+{
+    char *p = path_join(log->dir, CLEAN_MARKER);
+    int rc = file_unlink(p);
+    free(p);
+    if (rc == -ENOENT)
+        return 0;
+    if (rc < 0)
+        return rc;
+    rc = file_sync_dir(log->dir);
+    return rc < 0 ? rc : 1;
+}
+
+static int ensure_dir(const char *dir)
+{
+    if (mkdir(dir, 0755) == 0) {
+        char *parent = tern_xstrdup(dir);
+        char *slash = strrchr(parent, '/');
+        int rc = 0;
+        if (slash) {
+            *slash = '\0';
+            rc = file_sync_dir(slash == parent ? "/" : parent);
+        }
+        free(parent);
+        return rc;
+    }
+    return errno == EEXIST ? 0 : -errno;
+}
+
+/* Settles offsets after recovery, creates a first segment when needed and makes it all
+ * durable with a fresh checkpoint. */
+static int recover_finish(struct recovery *r)
+{
+    struct log *log = r->log;
+    int64_t start = r->have_ckpt ? r->ckpt.start : 0;
+    if (log->nsegs > 0 && log->segs[0]->base > start)
+        start = log->segs[0]->base;
+    int64_t end = log->nsegs ? active(log)->next_offset : start;
+    if (end < start)
+        end = start;
+    if (r->have_ckpt && end < r->ckpt.durable_end) {
+        if (r->errbuf)
+            snprintf(r->errbuf, r->errlen,
+                     "checkpoint says offsets below %" PRId64 " are durable but the log in %s "
+                     "ends at %" PRId64,
+                     r->ckpt.durable_end, log->dir, end);
+        return TERN_ECORRUPT;
+    }
+    if (log->nsegs == 0) {
+        struct seg *s;
+        int rc = seg_create(log->dir, end, log->cfg.index_interval_bytes, clock_wall_ms(), &s);
+        if (rc < 0)
+            return rc;
+        segs_push(log, s);
+    }
+    log->start_offset = start;
+    log->end_offset = end;
+    log->ckpt = r->have_ckpt ? r->ckpt : (struct ckpt){0};
+    log->force_ckpt = true;
+    return log_sync(log);
+}
+
+static int log_recover(struct log *log, char *errbuf, size_t errlen)
+{
+    struct recovery r = {.log = log, .errbuf = errbuf, .errlen = errlen};
+    int rc = ensure_dir(log->dir);
+    if (rc < 0)
+        return rc;
+    char *cp = path_join(log->dir, "checkpoint");
+    log->ckpt_fd = file_open(cp, O_RDWR | O_CREAT, 0644);
+    free(cp);
+    if (log->ckpt_fd < 0)
+        return log->ckpt_fd;
+    rc = ckpt_read(log->ckpt_fd, &r.ckpt);
+    if (rc < 0)
+        return rc;
+    r.have_ckpt = rc == 1;
+    rc = take_clean_marker(log);
+    if (rc < 0)
+        return rc;
+    log->clean_open = rc == 1;
+    rc = open_segments(log);
+    if (rc == 0)
+        rc = recover_segments(&r);
+    if (rc == 0)
+        rc = recover_finish(&r);
+    if (rc == 0)
+        TLOG_INFO("store", "event=log_recovered log=%s clean=%s start=%" PRId64 " end=%" PRId64
+                           " segments=%d scanned_bytes=%" PRIu64,
+                  log_name(log), log->clean_open ? "true" : "false", log->start_offset,
+                  log->end_offset, log->nsegs, r.scanned);
+    return rc;
+}
+
+static void log_free(struct log *log)
+{
+    for (int i = 0; i < log->nsegs; i++)
+        seg_unref(log->segs[i]);
+    if (log->ckpt_fd >= 0)
+        file_close(log->ckpt_fd);
+    free(log->segs);
+    free(log->waiters);
+    free(log->dir);
+    free(log);
+}
+
+int log_open(uv_loop_t *loop, const char *dir, const struct log_config *cfg, struct log **out,
+             char *errbuf, size_t errlen)
+{
+    struct log *log = tern_xcalloc(1, sizeof(*log));
+    log->loop = loop;
+    log->dir = tern_xstrdup(dir);
+    log->ckpt_fd = -1;
+    if (cfg)
+        log->cfg = *cfg;
+    else
+        log_config_default(&log->cfg);
+    if (errbuf && errlen)
+        errbuf[0] = '\0';
+    int rc = log_recover(log, errbuf, errlen);
+    if (rc < 0) {
+        if (errbuf && errlen && !errbuf[0])
+            snprintf(errbuf, errlen, "%s: %s", dir, tern_strerror(rc));
+        log->err = rc;
+        log->nwaiters = 0;
+        log_free(log);
+        return rc;
+    }
+    *out = log;
+    return 0;
+}
+
+/* ---- close ----------------------------------------------------------------------------- */
+
+static void log_finish_close(struct log *log)
+{
+    if (!log->err) {
+        log->force_ckpt = true;
+        log_sync(log);
+    }
+    if (!log->err) {
+        char *p = path_join(log->dir, CLEAN_MARKER);
+        int fd = file_open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        free(p);
+        int rc = fd < 0 ? fd : file_close(fd);
+        if (rc == 0)
+            rc = file_sync_dir(log->dir);
+        if (rc < 0)
+            TLOG_ERRNO("store", rc, "event=clean_marker_failed log=%s", log_name(log));
+    }
+    waiters_fire(log, TERN_ECLOSED);
+    log_close_cb cb = log->close_cb;
+    void *arg = log->close_arg;
+    log_free(log);
+    if (cb)
+        cb(arg);
+}
+
+void log_close(struct log *log, log_close_cb cb, void *arg)
+{
+    log->close_cb = cb;
+    log->close_arg = arg;
+    log->closing = true;
+    if (!log->job)
+        log_finish_close(log);
+}
+
+/* ---- append ---------------------------------------------------------------------------- */
+
+static bool should_roll(const struct log *log, size_t len, int64_t now_ms, int64_t last)
+{
+    const struct seg *s = active(log);
+    if (s->size == 0)
+        return false;
+    return s->size + len > log->cfg.segment_bytes || s->size + len > UINT32_MAX ||
+           now_ms - s->created_ms >= log->cfg.segment_ms || last - s->base > (int64_t)UINT32_MAX;
+}
+
+static int log_roll(struct log *log, int64_t now_ms)
+{
+    struct seg *s;
+    int rc = seg_create(log->dir, log->end_offset, log->cfg.index_interval_bytes, now_ms, &s);
+    if (rc < 0)
+        return rc;
+    segs_push(log, s);
+    log->force_ckpt = true;
+    TLOG_DEBUG("store", "event=segment_roll log=%s base=%" PRId64, log_name(log), s->base);
+    return 0;
+}
+
+int log_append(struct log *log, void *batch, size_t size, int64_t now_ms,
+               struct log_append_info *info)
+{
+    struct batch_hdr h;
+    if (log->err)
+        return TERN_EREADONLY;
+    if (log->closing)
+        return TERN_ECLOSED;
+    int64_t n = batch_parse(batch, size, log->cfg.max_batch_bytes, &h);
+    if (n == TERN_ETOOBIG)
+        return TERN_ETOOBIG;
+    if (n < 0 || (size_t)n != size)
+        return TERN_EPROTO;
+    if (batch_check_crc(batch, &h) < 0)
+        return TERN_ECORRUPT;
+    h.base_offset = log->end_offset;
+    if (should_roll(log, size, now_ms, batch_last_offset(&h))) {
+        int rc = log_roll(log, now_ms);
+        if (rc < 0) {
+            log_fail(log, rc, "roll");
+            return rc;
+        }
+    }
+    batch_set_base_offset(batch, h.base_offset);
+    int rc = seg_append(active(log), batch, size, &h);
+    if (rc < 0) {
+        log_fail(log, rc, "write");
+        return rc;
+    }
+    log->end_offset = batch_last_offset(&h) + 1;
+    if (info)
+        *info = (struct log_append_info){h.base_offset, batch_last_offset(&h), h.max_timestamp};
+    if (log->force_ckpt || (log->cfg.fsync_mode == LOG_FSYNC_ALWAYS && log->nwaiters))
+        job_submit(log);
+    return 0;
+}
+
+/* ---- read ------------------------------------------------------------------------------ */
+
+/* Index of the segment that holds offset (or the first one after a gap), or -1. */
+static int seg_for(const struct log *log, int64_t offset)
+{
+    int lo = 0, hi = log->nsegs - 1, ans = 0;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (log->segs[mid]->base <= offset) {
+            ans = mid;
+            lo = mid + 1;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    while (ans < log->nsegs && log->segs[ans]->next_offset <= offset)
+        ans++;
+    return ans < log->nsegs ? ans : -1;
+}
+
+int log_read(struct log *log, int64_t offset, size_t max_bytes, int64_t limit,
+             struct log_slice *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->fd = -1;
+    if (limit > log->end_offset)
+        limit = log->end_offset;
+    if (offset < log->start_offset || offset > limit)
+        return TERN_ERANGE;
+    out->base_offset = out->next_offset = offset;
+    if (offset == limit)
+        return 0;
+    int i = seg_for(log, offset);
+    if (i < 0)
+        return 0;
+    struct seg *s = log->segs[i];
+    struct batch_hdr h;
+    uint64_t pos, end;
+    int64_t next;
+    int rc = seg_lookup(s, offset, &pos, &h);
+    if (rc == TERN_ERANGE)
+        return 0;
+    if (rc < 0)
+        return rc;
+    if (h.base_offset >= limit)
+        return 0;
+    uint64_t max_end = max_bytes > s->size - pos ? s->size : pos + max_bytes;
+    rc = seg_extent(s, pos, max_end, limit, &end, &next);
+    if (rc < 0)
+        return rc == TERN_ERANGE ? 0 : rc;
+    seg_ref(s);
+    *out = (struct log_slice){.fd = s->fd, .pos = (int64_t)pos, .len = (size_t)(end - pos),
+                              .base_offset = h.base_offset, .next_offset = next, .seg = s};
+    return 0;
+}
+
+void log_slice_release(struct log_slice *s)
+{
+    if (s->seg)
+        seg_unref(s->seg);
+    s->seg = NULL;
+    s->fd = -1;
+}
+
+int log_find_time(struct log *log, int64_t ts, int64_t *offset_out)
+{
+    for (int i = 0; i < log->nsegs; i++) {
+        int rc = seg_find_time(log->segs[i], ts, offset_out);
+        if (rc != TERN_ERANGE) {
+            if (rc == 0 && *offset_out < log->start_offset)
+                *offset_out = log->start_offset;
+            return rc;
+        }
+    }
+    return TERN_ERANGE;
+}
+
+/* ---- deletion -------------------------------------------------------------------------- */
+
+/* Makes the start offset durable with a checkpoint written now. */
+static int log_persist_start(struct log *log)
+{
+    if (log->err)
+        return log->err;
+    if (log->job) {
+        log->force_ckpt = true; /* the next job writes it; the start only ever moves up */
+        return 0;
+    }
+    struct ckpt c = log->ckpt; /* the same durability claim, with the new start */
+    c.seq++;
+    c.start = log->start_offset;
+    int rc = ckpt_write(log->ckpt_fd, &c);
+    if (rc < 0) {
+        log_fail(log, rc, "checkpoint");
+        return rc;
+    }
+    log->ckpt = c;
+    return 0;
+}
+
+int log_delete_below(struct log *log, int64_t offset)
+{
+    if (offset > log->end_offset || offset < 0)
+        return TERN_ERANGE;
+    if (offset <= log->start_offset)
+        return 0;
+    log->start_offset = offset;
+    int n = 0;
+    while (n < log->nsegs - 1 && log->segs[n]->next_offset <= offset)
+        n++;
+    int rc = log_persist_start(log);
+    if (rc == 0 && n > 0)
+        rc = segs_drop_front(log, n);
+    return rc;
+}
+
+int log_retain(struct log *log, int64_t now_ms)
+{
+    const struct log_config *c = &log->cfg;
+    uint64_t total = log_size_bytes(log);
+    int n = 0;
+    while (n < log->nsegs - 1) {
+        const struct seg *s = log->segs[n];
+        bool old = c->retention_ms >= 0 && s->max_ts >= 0 && now_ms - s->max_ts > c->retention_ms;
+        bool big = c->retention_bytes >= 0 && total - s->size >= (uint64_t)c->retention_bytes;
+        if (!old && !big)
+            break;
+        total -= s->size;
+        n++;
+    }
+    if (n == 0)
+        return 0;
+    int64_t start = log->segs[n]->base;
+    if (start > log->start_offset)
+        log->start_offset = start;
+    int rc = log_persist_start(log);
+    if (rc == 0)
+        rc = segs_drop_front(log, n);
+    TLOG_INFO("store", "event=retention log=%s deleted_segments=%d start=%" PRId64,
+              log_name(log), n, log->start_offset);
+    return rc < 0 ? rc : n;
+}
+
+int log_truncate(struct log *log, int64_t offset)
+{
+    if (log->err)
+        return log->err;
+    if (log->job)
+        return -EBUSY;
+    if (offset >= log->end_offset)
+        return 0;
+    if (offset < log->start_offset)
+        offset = log->start_offset;
+    int i = seg_for(log, offset);
+    TERN_ASSERT(i >= 0);
+    struct seg *s = log->segs[i];
+    struct batch_hdr h;
+    uint64_t pos = s->size;
+    int rc = seg_lookup(s, offset, &pos, &h);
+    if (rc < 0 && rc != TERN_ERANGE)
+        return rc;
+    int64_t new_end = rc == 0 ? h.base_offset : s->next_offset;
+    /* drop later segments first, newest first, so a crash leaves a prefix */
+    while (log->nsegs > i + 1) {
+        struct seg *t = log->segs[--log->nsegs];
+        seg_remove(t);
+        seg_unref(t);
+    }
+    rc = seg_truncate(s, pos, new_end);
+    if (rc == 0)
+        rc = file_datasync(s->fd);
+    if (rc == 0)
+        rc = file_sync_dir(log->dir);
+    if (rc < 0) {
+        log_fail(log, rc, "truncate");
+        return rc;
+    }
+    log->end_offset = new_end;
+    if (log->durable_offset > new_end)
+        log->durable_offset = new_end;
+    log->force_ckpt = true;
+    struct ckpt c = ckpt_now(log, log->durable_offset, log->ckpt.seq + 1);
+    rc = ckpt_write(log->ckpt_fd, &c);
+    if (rc < 0) {
+        log_fail(log, rc, "checkpoint");
+        return rc;
+    }
+    log->ckpt = c;
+    return 0;
+}
+
+void log_tick(struct log *log, int64_t now_ms)
+{
+    if (log->err || log->closing || log->job || !log->loop)
+        return;
+    const struct log_config *c = &log->cfg;
+    bool dirty = log->durable_offset < log->end_offset;
+    bool want = log->force_ckpt;
+    if (dirty && c->fsync_mode == LOG_FSYNC_INTERVAL)
+        want = want || now_ms - log->sync_ms >= (int64_t)c->fsync_interval_ms;
+    else if (dirty && c->fsync_mode == LOG_FSYNC_ALWAYS)
+        want = want || now_ms - log->sync_ms >= (int64_t)c->checkpoint_interval_ms;
+    if (log->ckpt.durable_end < log->durable_offset &&
+        now_ms - log->ckpt_ms >= (int64_t)c->checkpoint_interval_ms)
+        want = true;
+    if (want)
+        job_submit(log);
+}
+
+/* ---- accessors ------------------------------------------------------------------------- */
+
+int64_t log_start_offset(const struct log *log)
+{
+    return log->start_offset;
+}
+
+int64_t log_end_offset(const struct log *log)
+{
+    return log->end_offset;
+}
+
+int64_t log_durable_offset(const struct log *log)
+{
+    return log->durable_offset;
+}
+
+int log_error(const struct log *log)
+{
+    return log->err;
+}
+
+const char *log_dir(const struct log *log)
+{
+    return log->dir;
+}
+
+uint64_t log_size_bytes(const struct log *log)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < log->nsegs; i++)
+        n += log->segs[i]->size;
+    return n;
+}
+
+int log_segment_count(const struct log *log)
+{
+    return log->nsegs;
+}
+
+bool log_was_clean(const struct log *log)
+{
+    return log->clean_open;
+}
+
+void log_set_config(struct log *log, const struct log_config *cfg)
+{
+    log->cfg = *cfg;
+}
+
+const struct log_config *log_get_config(const struct log *log)
+{
+    return &log->cfg;
+}

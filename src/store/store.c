@@ -1,0 +1,354 @@
+/*
+ * store.c - every log under one data directory; the lock; the periodic timer.
+ *
+ * Per-log configuration is not persisted here: every log opens with the store's defaults or
+ * the configuration its caller passes to store_log(); the broker layer owns topic and queue
+ * settings (the catalog, a later issue) and passes them on.
+ */
+#include "store/store.h"
+
+#include "base/clock.h"
+#include "base/tern.h"
+#include "base/tlog.h"
+#include "os/file.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define STORE_NAME_MAX 200
+#define STORE_RETAIN_EVERY_MS 1000
+
+struct store_entry {
+    char *name;
+    struct log *log;
+};
+
+struct store_refused {
+    char *name;
+    char *reason;
+};
+
+struct store {
+    uv_loop_t *loop;
+    struct store_config cfg;
+    char *data_dir;
+    char *logs_dir;
+    int lock_fd;
+    struct store_entry *logs;
+    size_t nlogs, caplogs;
+    struct store_refused *refused;
+    size_t nrefused;
+    uv_timer_t timer;
+    bool timer_started;
+    int64_t last_retain_ms;
+    size_t closing;
+    store_close_cb close_cb;
+    void *close_arg;
+};
+
+void store_config_default(struct store_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->data_dir = "./data";
+    log_config_default(&cfg->log);
+    cfg->tick_ms = 100;
+}
+
+int store_name_valid(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > STORE_NAME_MAX || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static char *join(const char *a, const char *b)
+{
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *p = tern_xmalloc(n);
+    snprintf(p, n, "%s/%s", a, b);
+    return p;
+}
+
+static int mkdir_durable(const char *dir, const char *parent)
+{
+    if (mkdir(dir, 0755) < 0)
+        return errno == EEXIST ? 0 : -errno;
+    return file_sync_dir(parent);
+}
+
+static int store_lock(struct store *st)
+{
+    char *p = join(st->data_dir, "LOCK");
+    st->lock_fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    free(p);
+    if (st->lock_fd < 0)
+        return -errno;
+    if (flock(st->lock_fd, LOCK_EX | LOCK_NB) < 0)
+        return errno == EWOULDBLOCK ? TERN_ELOCKED : -errno;
+    return 0;
+}
+
+static void store_add(struct store *st, const char *name, struct log *log)
+{
+    if (st->nlogs == st->caplogs) {
+        st->caplogs = st->caplogs ? st->caplogs * 2 : 16;
+        st->logs = tern_xrealloc(st->logs, st->caplogs * sizeof(*st->logs));
+    }
+    st->logs[st->nlogs++] = (struct store_entry){tern_xstrdup(name), log};
+}
+
+static void store_refuse(struct store *st, const char *name, const char *reason)
+{
+    st->refused = tern_xrealloc(st->refused, (st->nrefused + 1) * sizeof(*st->refused));
+    st->refused[st->nrefused++] = (struct store_refused){tern_xstrdup(name), tern_xstrdup(reason)};
+    TLOG_ERROR("store", "event=log_refused log=%s reason=\"%s\"", name, reason);
+}
+
+static int store_open_one(struct store *st, const char *name, const struct log_config *cfg,
+                          struct log **out)
+{
+    char errbuf[512];
+    char *dir = join(st->logs_dir, name);
+    int rc = log_open(st->loop, dir, cfg ? cfg : &st->cfg.log, out, errbuf, sizeof(errbuf));
+    free(dir);
+    if (rc == TERN_ECORRUPT) {
+        store_refuse(st, name, errbuf);
+        return rc;
+    }
+    if (rc < 0) {
+        TLOG_ERRNO("store", rc, "event=log_open_failed log=%s reason=\"%s\"", name, errbuf);
+        return rc;
+    }
+    store_add(st, name, *out);
+    TLOG_INFO("store", "event=log_open log=%s clean=%s start=%" PRId64 " end=%" PRId64
+                       " segments=%d bytes=%" PRIu64,
+              name, log_was_clean(*out) ? "true" : "false", log_start_offset(*out),
+              log_end_offset(*out), log_segment_count(*out), log_size_bytes(*out));
+    return 0;
+}
+
+static int store_open_all(struct store *st)
+{
+    DIR *d = opendir(st->logs_dir);
+    if (!d)
+        return -errno;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!store_name_valid(e->d_name) || e->d_name[0] == '.')
+            continue;
+        struct log *log;
+        int rc = store_open_one(st, e->d_name, NULL, &log);
+        if (rc < 0 && rc != TERN_ECORRUPT)
+            store_refuse(st, e->d_name, tern_strerror(rc));
+    }
+    closedir(d);
+    return 0;
+}
+
+static void store_tick(uv_timer_t *t)
+{
+    struct store *st = t->data;
+    int64_t now = clock_wall_ms();
+    bool retain = now - st->last_retain_ms >= STORE_RETAIN_EVERY_MS;
+    for (size_t i = 0; i < st->nlogs; i++) {
+        log_tick(st->logs[i].log, now);
+        if (retain)
+            log_retain(st->logs[i].log, now);
+    }
+    if (retain)
+        st->last_retain_ms = now;
+}
+
+static void store_free(struct store *st)
+{
+    for (size_t i = 0; i < st->nrefused; i++) {
+        free(st->refused[i].name);
+        free(st->refused[i].reason);
+    }
+    if (st->lock_fd >= 0)
+        close(st->lock_fd); /* releases the flock */
+    free(st->refused);
+    free(st->logs);
+    free(st->logs_dir);
+    free(st->data_dir);
+    free(st);
+}
+
+int store_open(uv_loop_t *loop, const struct store_config *cfg, struct store **out)
+{
+    struct store *st = tern_xcalloc(1, sizeof(*st));
+    st->loop = loop;
+    st->cfg = *cfg;
+    st->lock_fd = -1;
+    st->data_dir = tern_xstrdup(cfg->data_dir);
+    st->logs_dir = join(st->data_dir, "logs");
+    int rc = mkdir(st->data_dir, 0755) < 0 && errno != EEXIST ? -errno : 0;
+    if (rc == 0)
+        rc = store_lock(st);
+    if (rc == 0)
+        rc = mkdir_durable(st->logs_dir, st->data_dir);
+    if (rc == 0)
+        rc = store_open_all(st);
+    if (rc < 0) {
+        for (size_t i = 0; i < st->nlogs; i++) {
+            log_close(st->logs[i].log, NULL, NULL);
+            free(st->logs[i].name);
+        }
+        store_free(st);
+        return rc;
+    }
+    st->cfg.data_dir = st->data_dir;
+    if (loop) {
+        uv_timer_init(loop, &st->timer);
+        st->timer.data = st;
+        uv_timer_start(&st->timer, store_tick, cfg->tick_ms, cfg->tick_ms);
+        uv_unref((uv_handle_t *)&st->timer); /* the store alone does not keep a loop alive */
+        st->timer_started = true;
+    }
+    *out = st;
+    return 0;
+}
+
+static void store_finish_close(struct store *st)
+{
+    store_close_cb cb = st->close_cb;
+    void *arg = st->close_arg;
+    TLOG_INFO("store", "event=store_closed data_dir=%s", st->data_dir);
+    store_free(st);
+    if (cb)
+        cb(arg);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    store_finish_close(h->data);
+}
+
+static void on_log_closed(void *arg)
+{
+    struct store *st = arg;
+    if (--st->closing > 0)
+        return;
+    if (st->timer_started)
+        uv_close((uv_handle_t *)&st->timer, on_timer_closed);
+    else
+        store_finish_close(st);
+}
+
+void store_close(struct store *st, store_close_cb cb, void *arg)
+{
+    st->close_cb = cb;
+    st->close_arg = arg;
+    if (st->timer_started)
+        uv_timer_stop(&st->timer);
+    st->closing = st->nlogs + 1; /* +1 so a synchronous close cannot finish early */
+    size_t n = st->nlogs;
+    struct store_entry *logs = st->logs;
+    st->logs = NULL;
+    st->nlogs = 0;
+    for (size_t i = 0; i < n; i++) {
+        free(logs[i].name);
+        log_close(logs[i].log, on_log_closed, st);
+    }
+    free(logs);
+    on_log_closed(st);
+}
+
+struct log *store_log_find(struct store *st, const char *name)
+{
+    for (size_t i = 0; i < st->nlogs; i++)
+        if (strcmp(st->logs[i].name, name) == 0)
+            return st->logs[i].log;
+    return NULL;
+}
+
+int store_log(struct store *st, const char *name, const struct log_config *cfg,
+              struct log **out)
+{
+    if (!store_name_valid(name))
+        return -EINVAL;
+    for (size_t i = 0; i < st->nrefused; i++)
+        if (strcmp(st->refused[i].name, name) == 0)
+            return TERN_ECORRUPT;
+    *out = store_log_find(st, name);
+    if (*out)
+        return 0;
+    return store_open_one(st, name, cfg, out);
+}
+
+/* Removes a closed log's directory and its files. */
+static void remove_log_dir(void *arg)
+{
+    char *dir = arg;
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            char *p = join(dir, e->d_name);
+            file_unlink(p);
+            free(p);
+        }
+        closedir(d);
+    }
+    if (rmdir(dir) < 0)
+        TLOG_WARN("store", "event=log_delete_incomplete dir=%s errno=%d", dir, errno);
+    char *slash = strrchr(dir, '/');
+    if (slash) {
+        *slash = '\0';
+        file_sync_dir(dir);
+    }
+    free(dir);
+}
+
+int store_log_delete(struct store *st, const char *name)
+{
+    for (size_t i = 0; i < st->nlogs; i++) {
+        if (strcmp(st->logs[i].name, name) != 0)
+            continue;
+        struct log *log = st->logs[i].log;
+        char *dir = join(st->logs_dir, name);
+        free(st->logs[i].name);
+        st->logs[i] = st->logs[--st->nlogs];
+        log_close(log, remove_log_dir, dir);
+        TLOG_INFO("store", "event=log_deleted log=%s", name);
+        return 0;
+    }
+    return -ENOENT;
+}
+
+size_t store_log_count(const struct store *st)
+{
+    return st->nlogs;
+}
+
+size_t store_refused_count(const struct store *st)
+{
+    return st->nrefused;
+}
+
+const char *store_refused_name(const struct store *st, size_t i)
+{
+    return i < st->nrefused ? st->refused[i].name : NULL;
+}
+
+const char *store_refused_reason(const struct store *st, size_t i)
+{
+    return i < st->nrefused ? st->refused[i].reason : NULL;
+}

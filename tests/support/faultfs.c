@@ -1,0 +1,353 @@
+/*
+ * faultfs.c - the crash-simulating file layer. See faultfs.h. Test code: simple structures,
+ * linear searches, whole-file snapshots (test files are small).
+ */
+#include "faultfs.h"
+
+#include "base/tern.h"
+#include "os/file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_FDS 4096
+
+struct node {
+    char *path;           /* NULL once removed from the namespace */
+    bool live;            /* false: a ghost, the durable image of a removed entry */
+    bool entry_durable;   /* the directory entry survives a crash */
+    uint8_t *durable;     /* contents as of the last successful fdatasync */
+    size_t dlen;
+    uint8_t *at_crash;    /* contents when faultfs_crash() ran */
+    size_t clen;
+    struct node *next;
+};
+
+static struct node *nodes;
+static struct node *fds[MAX_FDS];
+static bool crashed;
+static uint64_t calls[FAULTFS_OP_COUNT];
+static struct {
+    int nth, err, partial;
+} fails[FAULTFS_OP_COUNT];
+
+static int injected(enum faultfs_op op, int *partial)
+{
+    calls[op]++;
+    if (fails[op].nth > 0 && --fails[op].nth == 0) {
+        if (partial)
+            *partial = fails[op].partial;
+        return fails[op].err;
+    }
+    return 0;
+}
+
+static bool read_whole(const char *path, uint8_t **buf, size_t *len)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    bool ok = fstat(fd, &st) == 0;
+    *len = ok ? (size_t)st.st_size : 0;
+    *buf = tern_xmalloc(*len);
+    ok = ok && pread(fd, *buf, *len, 0) == (ssize_t)*len;
+    close(fd);
+    return ok;
+}
+
+static struct node *find_live(const char *path)
+{
+    for (struct node *n = nodes; n; n = n->next)
+        if (n->live && n->path && strcmp(n->path, path) == 0)
+            return n;
+    return NULL;
+}
+
+static struct node *node_new(const char *path, bool existed)
+{
+    struct node *n = tern_xcalloc(1, sizeof(*n));
+    n->path = tern_xstrdup(path);
+    n->live = true;
+    n->entry_durable = existed;
+    if (existed && !read_whole(path, &n->durable, &n->dlen)) {
+        free(n->durable);
+        n->durable = NULL;
+        n->dlen = 0;
+    }
+    n->next = nodes;
+    nodes = n;
+    return n;
+}
+
+/* Leaves a ghost holding n's durable image at its path (when that image would survive). */
+static void leave_ghost(struct node *n)
+{
+    if (!n->entry_durable)
+        return;
+    struct node *g = tern_xcalloc(1, sizeof(*g));
+    g->path = tern_xstrdup(n->path);
+    g->entry_durable = true;
+    g->durable = n->dlen ? tern_xmalloc(n->dlen) : NULL;
+    if (n->dlen)
+        memcpy(g->durable, n->durable, n->dlen);
+    g->dlen = n->dlen;
+    g->next = nodes;
+    nodes = g;
+}
+
+static int ff_open(const char *path, int flags, int mode)
+{
+    if (injected(FAULTFS_OP_OPEN, NULL))
+        return fails[FAULTFS_OP_OPEN].err;
+    struct node *n = find_live(path);
+    bool existed = access(path, F_OK) == 0;
+    int fd = open(path, flags | O_CLOEXEC, mode);
+    if (fd < 0)
+        return -errno;
+    TERN_ASSERT(fd < MAX_FDS);
+    if (!n || !existed) {
+        if (n) /* a node whose file vanished behind our back: start over */
+            n->live = false;
+        n = node_new(path, existed);
+    }
+    fds[fd] = n;
+    return fd;
+}
+
+static int ff_close(int fd)
+{
+    fds[fd] = NULL;
+    return close(fd) < 0 ? -errno : 0;
+}
+
+static ssize_t ff_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+    if (crashed)
+        return (ssize_t)len;
+    int partial = 0, err = injected(FAULTFS_OP_PWRITE, &partial);
+    if (err) {
+        if (partial && len > 1)
+            (void)!pwrite(fd, buf, len / 2, off);
+        return err;
+    }
+    ssize_t w = pwrite(fd, buf, len, off);
+    return w < 0 ? -errno : w;
+}
+
+static ssize_t ff_pread(int fd, void *buf, size_t len, off_t off)
+{
+    ssize_t r = pread(fd, buf, len, off);
+    return r < 0 ? -errno : r;
+}
+
+static int ff_fdatasync(int fd)
+{
+    if (crashed)
+        return 0;
+    int err = injected(FAULTFS_OP_FDATASYNC, NULL);
+    if (err)
+        return err; /* the durable image is not updated: those bytes may be gone */
+    struct node *n = fds[fd];
+    if (n) {
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+            return -errno;
+        free(n->durable);
+        n->dlen = (size_t)st.st_size;
+        n->durable = tern_xmalloc(n->dlen);
+        if (pread(fd, n->durable, n->dlen, 0) != (ssize_t)n->dlen)
+            return -EIO;
+    }
+    return 0;
+}
+
+static int ff_ftruncate(int fd, off_t len)
+{
+    if (crashed)
+        return 0;
+    int err = injected(FAULTFS_OP_TRUNCATE, NULL);
+    if (err)
+        return err;
+    return ftruncate(fd, len) < 0 ? -errno : 0;
+}
+
+static int ff_rename(const char *from, const char *to)
+{
+    if (crashed)
+        return 0;
+    if (rename(from, to) < 0)
+        return -errno;
+    struct node *src = find_live(from), *dst = find_live(to);
+    if (dst) {
+        leave_ghost(dst);
+        dst->live = false;
+        dst->entry_durable = false; /* the ghost carries what survives */
+    }
+    if (src) {
+        leave_ghost(src);
+        free(src->path);
+        src->path = tern_xstrdup(to);
+        src->entry_durable = false;
+    }
+    return 0;
+}
+
+static int ff_unlink(const char *path)
+{
+    if (crashed)
+        return 0;
+    if (unlink(path) < 0)
+        return -errno;
+    struct node *n = find_live(path);
+    if (n) {
+        leave_ghost(n);
+        n->live = false;
+        n->entry_durable = false; /* the ghost carries what survives */
+    }
+    return 0;
+}
+
+static bool in_dir(const char *path, const char *dir)
+{
+    size_t n = strlen(dir);
+    return strncmp(path, dir, n) == 0 && path[n] == '/' && !strchr(path + n + 1, '/');
+}
+
+static int ff_fsync_dir(const char *dir)
+{
+    if (crashed)
+        return 0;
+    int err = injected(FAULTFS_OP_FSYNC_DIR, NULL);
+    if (err)
+        return err;
+    int rc = file_posix_ops.fsync_dir(dir);
+    if (rc < 0)
+        return rc;
+    for (struct node *n = nodes; n; n = n->next) {
+        if (!n->path || !in_dir(n->path, dir))
+            continue;
+        if (n->live)
+            n->entry_durable = true;
+        else
+            n->entry_durable = false; /* ghost or removed: its removal is now durable */
+    }
+    return 0;
+}
+
+static const struct file_ops faultfs_ops = {
+    .open = ff_open,
+    .close = ff_close,
+    .pwrite = ff_pwrite,
+    .pread = ff_pread,
+    .fdatasync = ff_fdatasync,
+    .ftruncate = ff_ftruncate,
+    .rename = ff_rename,
+    .unlink = ff_unlink,
+    .fsync_dir = ff_fsync_dir,
+};
+
+static void nodes_free(void)
+{
+    while (nodes) {
+        struct node *n = nodes;
+        nodes = n->next;
+        free(n->path);
+        free(n->durable);
+        free(n->at_crash);
+        free(n);
+    }
+    memset(fds, 0, sizeof(fds));
+}
+
+void faultfs_install(void)
+{
+    nodes_free();
+    crashed = false;
+    memset(calls, 0, sizeof(calls));
+    memset(fails, 0, sizeof(fails));
+    file_set_ops(&faultfs_ops);
+}
+
+void faultfs_uninstall(void)
+{
+    nodes_free();
+    crashed = false;
+    file_set_ops(NULL);
+}
+
+void faultfs_crash(void)
+{
+    for (struct node *n = nodes; n; n = n->next)
+        if (n->live && n->path && !read_whole(n->path, &n->at_crash, &n->clen))
+            n->clen = 0;
+    crashed = true;
+}
+
+static uint64_t rnd(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* The bytes a file holds after the restart. */
+static void survivor(struct node *n, enum faultfs_crash_mode mode, uint64_t *seed,
+                     uint8_t **buf, size_t *len)
+{
+    *buf = n->durable;
+    *len = n->dlen;
+    if (mode != FAULTFS_TEAR || !n->live || n->clen <= n->dlen)
+        return;
+    size_t extra = (size_t)(rnd(seed) % (n->clen - n->dlen + 1));
+    uint8_t *b = tern_xmalloc(n->dlen + extra);
+    if (n->dlen)
+        memcpy(b, n->durable, n->dlen);
+    memcpy(b + n->dlen, n->at_crash + n->dlen, extra);
+    *buf = b;
+    *len = n->dlen + extra;
+}
+
+void faultfs_restart(enum faultfs_crash_mode mode, uint64_t seed)
+{
+    uint64_t s = seed ? seed : 0x9E3779B97F4A7C15ull;
+    /* first remove every file we track, then write back what survives */
+    for (struct node *n = nodes; n; n = n->next)
+        if (n->path)
+            unlink(n->path);
+    for (struct node *n = nodes; n; n = n->next) {
+        if (!n->path || !n->entry_durable)
+            continue;
+        uint8_t *buf;
+        size_t len;
+        survivor(n, mode, &s, &buf, &len);
+        int fd = open(n->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        TERN_ASSERT(fd >= 0);
+        TERN_ASSERT(len == 0 || pwrite(fd, buf, len, 0) == (ssize_t)len);
+        close(fd);
+        if (buf != n->durable)
+            free(buf);
+    }
+    nodes_free();
+    crashed = false;
+    memset(fails, 0, sizeof(fails));
+}
+
+void faultfs_fail(enum faultfs_op op, int nth, int err, int partial)
+{
+    fails[op].nth = nth;
+    fails[op].err = err;
+    fails[op].partial = partial;
+}
+
+uint64_t faultfs_calls(enum faultfs_op op)
+{
+    return calls[op];
+}

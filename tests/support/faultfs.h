@@ -1,0 +1,45 @@
+/*
+ * faultfs.h - a fault-injecting file layer for crash tests (installs into os/file.h).
+ *
+ * It passes every operation to the real file system and keeps, per file, the image that would
+ * survive a power loss: contents as of the last successful fdatasync, and whether the file's
+ * directory entry is durable (its directory fsynced since it was created, renamed or removed).
+ *
+ *   faultfs_crash()    the machine dies now: from here on every write, fsync, rename and
+ *                      unlink is discarded (the test can free its objects without saving
+ *                      anything), reads still work.
+ *   faultfs_restart()  the machine comes back: every file is rewritten to its durable image
+ *                      (FAULTFS_DROP), or to its durable image plus a random prefix of the bytes
+ *                      appended after it (FAULTFS_TEAR), files whose entry was not durable
+ *                      vanish and removed files whose removal was not durable come back.
+ *
+ * Failures: faultfs_fail() makes the nth next call of an operation fail with an error; for
+ * pwrite, `partial` first writes half the buffer (a disk-full write).
+ */
+#ifndef TERN_FAULTFS_H
+#define TERN_FAULTFS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum faultfs_op {
+    FAULTFS_OP_OPEN,
+    FAULTFS_OP_PWRITE,
+    FAULTFS_OP_FDATASYNC,
+    FAULTFS_OP_TRUNCATE,
+    FAULTFS_OP_FSYNC_DIR,
+    FAULTFS_OP_COUNT,
+};
+
+enum faultfs_crash_mode { FAULTFS_DROP, FAULTFS_TEAR };
+
+void faultfs_install(void);
+void faultfs_uninstall(void);
+void faultfs_crash(void);
+void faultfs_restart(enum faultfs_crash_mode mode, uint64_t seed);
+/* The nth (1 = next) call of op fails with err (negative errno). */
+void faultfs_fail(enum faultfs_op op, int nth, int err, int partial);
+/* Calls of op since install (successful or not). */
+uint64_t faultfs_calls(enum faultfs_op op);
+
+#endif
