@@ -40,12 +40,12 @@ int cmd_usage_error(const char *name, const char *fmt, ...)
     return CMD_EXIT_USAGE;
 }
 
-int cmd_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts,
-               bool *first)
+int cmd_getopt(const char *name, int argc, char **argv, const char *shortopts,
+               const struct option *longopts, bool *first)
 {
     static char prog[64];
     if (*first) {
-        snprintf(prog, sizeof(prog), "tern %s", argv[0]);
+        snprintf(prog, sizeof(prog), "tern %s", name);
         argv[0] = prog;
         optind = 0; /* glibc: full reinitialisation, including permutation state */
         opterr = 1;

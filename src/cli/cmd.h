@@ -39,12 +39,13 @@ void cmd_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cmd_usage_error(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /*
- * getopt_long() for a subcommand: argv[0] is replaced by "tern <name>" so that getopt's own
- * messages name the command. Call with *first = true, then false; returns as getopt_long.
- * GNU permutation is on: options may follow operands; "--" ends the options.
+ * getopt_long() for the command `tern <name>` (e.g. "log dump"): argv[0] is replaced by
+ * "tern <name>" so that getopt's own messages name the command. Call with *first = true, then
+ * false; returns as getopt_long. GNU permutation is on: options may follow operands; "--" ends
+ * the options.
  */
-int cmd_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts,
-               bool *first);
+int cmd_getopt(const char *name, int argc, char **argv, const char *shortopts,
+               const struct option *longopts, bool *first);
 
 /* Parses a whole decimal integer in [min, max]. Returns 0, or prints an error naming the option
  * and the value and returns -1. */

@@ -157,9 +157,11 @@ static int parse_options(int argc, char **argv, const char *cmd, const char *let
     shortopts[ns] = '\0';
 
     *o = (struct opts){.data_dir = CMD_DEFAULT_DATA_DIR, .from = -1, .max = -1};
+    char full[32];
+    snprintf(full, sizeof(full), "log %s", cmd);
     bool first = true;
     int c;
-    while ((c = cmd_getopt(argc, argv, shortopts, longopts, &first)) != -1) {
+    while ((c = cmd_getopt(full, argc, argv, shortopts, longopts, &first)) != -1) {
         if (c == 'h') {
             print_usage(usage);
             return CMD_EXIT_OK;

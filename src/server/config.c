@@ -480,4 +480,9 @@ void config_to_store(const struct config *cfg, struct store_config *out)
         out->log.fsync_interval_ms = cfg->fsync_interval_ms;
     out->log.segment_bytes = cfg->segment_bytes;
     out->log.checkpoint_interval_ms = cfg->checkpoint_interval_ms;
+    /* The store's timer drives both intervals: tick at least as often as either. */
+    if (cfg->fsync_mode == LOG_FSYNC_INTERVAL && cfg->fsync_interval_ms < out->tick_ms)
+        out->tick_ms = cfg->fsync_interval_ms;
+    if (cfg->checkpoint_interval_ms < out->tick_ms)
+        out->tick_ms = cfg->checkpoint_interval_ms;
 }

@@ -91,7 +91,8 @@ const char *config_fsync_str(const struct config *cfg, char *buf, size_t len);
 /* Writes the usage text, listing every option with its default, to f. */
 void config_usage(FILE *f);
 
-/* store_config_default(), then the data dir, fsync, segment and checkpoint settings of cfg.
+/* store_config_default(), then the data dir, fsync, segment and checkpoint settings of cfg;
+ * tick_ms is lowered to the fsync or checkpoint interval when either is shorter.
  * out->data_dir borrows cfg->data_dir: cfg must outlive every use of out. */
 void config_to_store(const struct config *cfg, struct store_config *out);
 

@@ -21,10 +21,13 @@
 #include "base/tlog.h"
 #include "store/store.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define SERVER_EXIT_FAILURE 1
@@ -130,11 +133,37 @@ static void log_ready(const struct server *srv)
               store_log_count(srv->store), refused);
 }
 
+/* mkdir -p: creates path and its missing parents. Returns 0 or -errno. An existing
+ * non-directory is left for store_open to report. */
+static int make_dirs(const char *path)
+{
+    char *p = tern_xstrdup(path);
+    int rc = 0;
+    for (char *s = p + 1; rc == 0; s++) {
+        if (*s != '/' && *s != '\0')
+            continue;
+        char c = *s;
+        *s = '\0';
+        if (mkdir(p, 0755) < 0 && errno != EEXIST)
+            rc = -errno;
+        *s = c;
+        if (c == '\0')
+            break;
+    }
+    free(p);
+    return rc;
+}
+
 static int open_store(struct server *srv)
 {
     struct store_config scfg;
     config_to_store(&srv->cfg, &scfg);
-    int rc = store_open(&srv->loop, &scfg, &srv->store);
+    int rc = make_dirs(srv->cfg.data_dir);
+    if (rc < 0) {
+        TLOG_ERRNO("server", rc, "event=open_failed data_dir=%s", srv->cfg.data_dir);
+        return rc;
+    }
+    rc = store_open(&srv->loop, &scfg, &srv->store);
     if (rc == TERN_ELOCKED)
         TLOG_ERROR("server", "event=open_failed data_dir=%s msg=\"another ternd holds the "
                              "data directory %s\"",

@@ -311,6 +311,7 @@ static int seg_walk(struct seg *s, uint64_t pos, uint64_t end, bool check_crc, b
     uint64_t next_report = pos + SEG_PROGRESS_BYTES;
     int rc = 0;
     res->reason = NULL;
+    res->last_start = pos;
     for (;;) {
         struct batch_hdr h;
         int64_t n = scan_one(&r, pos, end, min_base, check_crc, &h, &res->reason);
@@ -319,6 +320,7 @@ static int seg_walk(struct seg *s, uint64_t pos, uint64_t end, bool check_crc, b
                 rc = (int)n;
             break;
         }
+        res->last_start = pos;
         if (rebuild)
             seg_index_batch(s, pos, &h, false);
         else if (h.max_timestamp > s->max_ts)
@@ -391,32 +393,38 @@ static bool seg_entry_ok(const struct seg *s, const struct seg_index_entry *e)
     return seg_read_header(s, e->pos, &h) == 0 && h.base_offset == s->base + e->rel;
 }
 
+/* Walks from the newest index entry to the end; false when the index misses entries. */
+static bool seg_walk_tail(struct seg *s, struct seg_scan *r, int *err)
+{
+    uint64_t from = s->nidx ? s->idx[s->nidx - 1].pos : 0;
+    s->next_offset = s->base + (s->nidx ? s->idx[s->nidx - 1].rel : 0);
+    s->max_ts = s->ntidx ? s->tidx[s->ntidx - 1].ts : -1;
+    s->last_idx_pos = from;
+    s->last_tidx_pos = s->size; /* conservative: the next time entry comes an interval later */
+    *err = seg_walk(s, from, s->size, false, false, r, NULL, NULL);
+    if (*err < 0 || r->reason)
+        return true; /* the caller reports the damage */
+    /* appends add an entry once a batch starts `interval` bytes past the previous one */
+    if (r->last_start < s->size && r->last_start - from >= s->interval)
+        return false;
+    return !(s->ntidx == 0 && s->max_ts >= 0);
+}
+
 int seg_load(struct seg *s, const char **why, uint64_t *bad_pos)
 {
     struct seg_scan r;
+    int rc = 0;
     bool ok = seg_load_index(s);
     if (ok && s->nidx > 0)
         ok = seg_entry_ok(s, &s->idx[0]) && seg_entry_ok(s, &s->idx[s->nidx - 1]);
-    /* an index that stops well short of the data was cut: rebuild it */
-    if (ok && s->size - (s->nidx ? s->idx[s->nidx - 1].pos : 0) > 2ull * s->interval + (1u << 20))
-        ok = false;
+    if (ok)
+        ok = seg_walk_tail(s, &r, &rc);
+    if (rc < 0)
+        return rc;
     if (!ok) {
-        int rc = seg_recover(s, s->base, &r, NULL, NULL);
+        rc = seg_recover(s, s->base, &r, NULL, NULL);
         if (rc < 0)
             return rc;
-    } else {
-        /* walk headers only from the newest index entry to find the tail */
-        uint64_t from = s->nidx ? s->idx[s->nidx - 1].pos : 0;
-        int64_t max_ts = s->ntidx ? s->tidx[s->ntidx - 1].ts : -1;
-        s->next_offset = s->base + (s->nidx ? s->idx[s->nidx - 1].rel : 0);
-        s->max_ts = max_ts;
-        s->last_idx_pos = from;
-        s->last_tidx_pos = s->size; /* conservative: next time entry after one more interval */
-        int rc = seg_walk(s, from, s->size, false, false, &r, NULL, NULL);
-        if (rc < 0)
-            return rc;
-        if (s->ntidx == 0 && s->max_ts >= 0)
-            ok = false;
     }
     if (r.reason) {
         *why = r.reason;

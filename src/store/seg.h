@@ -53,6 +53,7 @@ struct seg_scan {
     uint64_t valid_end;   /* position after the last valid batch */
     uint64_t bad_pos;     /* position of the first invalid batch (== file size if none) */
     uint64_t file_size;
+    uint64_t last_start;  /* position of the last valid batch (valid_end if none) */
     const char *reason;   /* static text, NULL when the whole file was valid */
 };
 

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -29,6 +30,7 @@ struct node {
     struct node *next;
 };
 
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER; /* loop and pool threads */
 static struct node *nodes;
 static struct node *fds[MAX_FDS];
 static bool crashed;
@@ -102,7 +104,7 @@ static void leave_ghost(struct node *n)
     nodes = g;
 }
 
-static int ff_open(const char *path, int flags, int mode)
+static int ff_open_locked(const char *path, int flags, int mode)
 {
     if (injected(FAULTFS_OP_OPEN, NULL))
         return fails[FAULTFS_OP_OPEN].err;
@@ -121,13 +123,13 @@ static int ff_open(const char *path, int flags, int mode)
     return fd;
 }
 
-static int ff_close(int fd)
+static int ff_close_locked(int fd)
 {
     fds[fd] = NULL;
     return close(fd) < 0 ? -errno : 0;
 }
 
-static ssize_t ff_pwrite(int fd, const void *buf, size_t len, off_t off)
+static ssize_t ff_pwrite_locked(int fd, const void *buf, size_t len, off_t off)
 {
     if (crashed)
         return (ssize_t)len;
@@ -147,7 +149,7 @@ static ssize_t ff_pread(int fd, void *buf, size_t len, off_t off)
     return r < 0 ? -errno : r;
 }
 
-static int ff_fdatasync(int fd)
+static int ff_fdatasync_locked(int fd)
 {
     if (crashed)
         return 0;
@@ -168,7 +170,7 @@ static int ff_fdatasync(int fd)
     return 0;
 }
 
-static int ff_ftruncate(int fd, off_t len)
+static int ff_ftruncate_locked(int fd, off_t len)
 {
     if (crashed)
         return 0;
@@ -178,7 +180,7 @@ static int ff_ftruncate(int fd, off_t len)
     return ftruncate(fd, len) < 0 ? -errno : 0;
 }
 
-static int ff_rename(const char *from, const char *to)
+static int ff_rename_locked(const char *from, const char *to)
 {
     if (crashed)
         return 0;
@@ -199,7 +201,7 @@ static int ff_rename(const char *from, const char *to)
     return 0;
 }
 
-static int ff_unlink(const char *path)
+static int ff_unlink_locked(const char *path)
 {
     if (crashed)
         return 0;
@@ -220,7 +222,7 @@ static bool in_dir(const char *path, const char *dir)
     return strncmp(path, dir, n) == 0 && path[n] == '/' && !strchr(path + n + 1, '/');
 }
 
-static int ff_fsync_dir(const char *dir)
+static int ff_fsync_dir_locked(const char *dir)
 {
     if (crashed)
         return 0;
@@ -239,6 +241,70 @@ static int ff_fsync_dir(const char *dir)
             n->entry_durable = false; /* ghost or removed: its removal is now durable */
     }
     return 0;
+}
+
+static int ff_open(const char *path, int flags, int mode)
+{
+    pthread_mutex_lock(&mu);
+    int rc = ff_open_locked(path, flags, mode);
+    pthread_mutex_unlock(&mu);
+    return rc;
+}
+
+static int ff_close(int fd)
+{
+    pthread_mutex_lock(&mu);
+    int rc = ff_close_locked(fd);
+    pthread_mutex_unlock(&mu);
+    return rc;
+}
+
+static ssize_t ff_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+    pthread_mutex_lock(&mu);
+    ssize_t rc = ff_pwrite_locked(fd, buf, len, off);
+    pthread_mutex_unlock(&mu);
+    return rc;
+}
+
+static int ff_fdatasync(int fd)
+{
+    pthread_mutex_lock(&mu);
+    int rc = ff_fdatasync_locked(fd);
+    pthread_mutex_unlock(&mu);
+    return rc;
+}
+
+static int ff_ftruncate(int fd, off_t len)
+{
+    pthread_mutex_lock(&mu);
+    int rc = ff_ftruncate_locked(fd, len);
+    pthread_mutex_unlock(&mu);
+    return rc;
+}
+
+static int ff_rename(const char *from, const char *to)
+{
+    pthread_mutex_lock(&mu);
+    int rc = ff_rename_locked(from, to);
+    pthread_mutex_unlock(&mu);
+    return rc;
+}
+
+static int ff_unlink(const char *path)
+{
+    pthread_mutex_lock(&mu);
+    int rc = ff_unlink_locked(path);
+    pthread_mutex_unlock(&mu);
+    return rc;
+}
+
+static int ff_fsync_dir(const char *dir)
+{
+    pthread_mutex_lock(&mu);
+    int rc = ff_fsync_dir_locked(dir);
+    pthread_mutex_unlock(&mu);
+    return rc;
 }
 
 static const struct file_ops faultfs_ops = {

@@ -1,0 +1,307 @@
+/* log_test.c - the log in synchronous mode: append, read, roll, search, retention, reopen. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "base/tern.h"
+#include "store/log.h"
+#include "testutil.h"
+
+#define NOW 1700000000000ll
+
+struct fx {
+    char *dir;
+    char logdir[4096];
+    struct log_config cfg;
+    struct log *log;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    f->dir = tu_tmpdir();
+    snprintf(f->logdir, sizeof(f->logdir), "%s/l", f->dir);
+    log_config_default(&f->cfg);
+    f->cfg.segment_bytes = 4096;
+    f->cfg.index_interval_bytes = 256;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    if (f->log)
+        log_close(f->log, NULL, NULL);
+    tu_rmrf(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+static void open_log(struct fx *f)
+{
+    char err[512];
+    int rc = log_open(NULL, f->logdir, &f->cfg, &f->log, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("log_open: %s (%s)", tern_strerror(rc), err);
+}
+
+static void reopen(struct fx *f)
+{
+    log_close(f->log, NULL, NULL);
+    f->log = NULL;
+    open_log(f);
+}
+
+/* Appends n batches of k records ("b<i>-<j>") with timestamps NOW + i. */
+static void fill(struct fx *f, int n, int k, size_t vsize)
+{
+    for (int i = 0; i < n; i++) {
+        char tag[32];
+        snprintf(tag, sizeof(tag), "b%d", i);
+        size_t len;
+        uint8_t *b = tu_batch(tag, k, vsize, NOW + i, &len);
+        struct log_append_info info;
+        int64_t end = log_end_offset(f->log);
+        assert_int_equal(log_append(f->log, b, len, NOW, &info), 0);
+        assert_true(info.base_offset == end && info.last_offset == end + k - 1);
+        free(b);
+    }
+}
+
+static void check_records(struct fx *f, int64_t from, int n_batches, int k)
+{
+    int total = n_batches * k;
+    struct tu_rec *r = calloc((size_t)total + 1, sizeof(*r));
+    int got = tu_read_all(f->log, from, log_end_offset(f->log), r, total + 1);
+    assert_int_equal(got, total - (int)from);
+    for (int i = 0; i < got; i++) {
+        int64_t off = from + i;
+        char want[64];
+        snprintf(want, sizeof(want), "b%d-%d", (int)(off / k), (int)(off % k));
+        assert_true(r[i].offset == off);
+        assert_true(strncmp(r[i].value, want, strlen(want)) == 0);
+        assert_true(r[i].timestamp == NOW + off / k);
+    }
+    free(r);
+}
+
+static void test_append_read(void **state)
+{
+    struct fx *f = *state;
+    open_log(f);
+    assert_true(log_start_offset(f->log) == 0 && log_end_offset(f->log) == 0);
+    fill(f, 50, 3, 20);
+    assert_true(log_end_offset(f->log) == 150);
+    assert_true(log_durable_offset(f->log) == 0);
+    assert_int_equal(log_sync(f->log), 0);
+    assert_true(log_durable_offset(f->log) == 150);
+    assert_true(log_segment_count(f->log) > 1); /* 4 KiB segments rolled */
+    check_records(f, 0, 50, 3);
+    check_records(f, 77, 50, 3); /* starts inside a batch, in a later segment */
+}
+
+static void test_read_limits(void **state)
+{
+    struct fx *f = *state;
+    open_log(f);
+    fill(f, 10, 2, 0);
+    struct log_slice s;
+    assert_int_equal(log_read(f->log, 21, 100, log_end_offset(f->log), &s), TERN_ERANGE);
+    assert_int_equal(log_read(f->log, 20, 100, 20, &s), 0);
+    assert_int_equal((int)s.len, 0);
+    /* limit stops before the batch holding offset 6 */
+    assert_int_equal(log_read(f->log, 0, 1 << 20, 6, &s), 0);
+    assert_true(s.base_offset == 0 && s.next_offset == 6);
+    log_slice_release(&s);
+    /* max_bytes smaller than one batch still returns that batch */
+    assert_int_equal(log_read(f->log, 3, 1, 20, &s), 0);
+    assert_true(s.base_offset == 2 && s.next_offset == 4);
+    log_slice_release(&s);
+}
+
+static void test_reopen_clean(void **state)
+{
+    struct fx *f = *state;
+    open_log(f);
+    fill(f, 40, 2, 30);
+    int segs = log_segment_count(f->log);
+    reopen(f);
+    assert_true(log_was_clean(f->log));
+    assert_true(log_end_offset(f->log) == 80 && log_durable_offset(f->log) == 80);
+    assert_int_equal(log_segment_count(f->log), segs);
+    check_records(f, 0, 40, 2);
+    fill(f, 1, 2, 0);
+    assert_true(log_end_offset(f->log) == 82);
+}
+
+static void test_reopen_unclean_scans(void **state)
+{
+    struct fx *f = *state;
+    open_log(f);
+    fill(f, 40, 2, 30);
+    reopen(f);
+    unlink(tu_path(f->logdir, "clean-shutdown"));
+    reopen(f); /* reopen writes a marker again: remove it before reading */
+    assert_true(log_was_clean(f->log));
+    log_close(f->log, NULL, NULL);
+    f->log = NULL;
+    unlink(tu_path(f->logdir, "clean-shutdown"));
+    open_log(f);
+    assert_false(log_was_clean(f->log));
+    assert_true(log_end_offset(f->log) == 80);
+    check_records(f, 0, 40, 2);
+}
+
+static void test_missing_and_damaged_index(void **state)
+{
+    struct fx *f = *state;
+    f->cfg.segment_bytes = 1 << 20;
+    open_log(f);
+    fill(f, 200, 1, 40);
+    reopen(f);
+    char idx[4096];
+    snprintf(idx, sizeof(idx), "%s", tu_path(f->logdir, "00000000000000000000.index"));
+    int64_t isz = tu_file_size(idx);
+    assert_true(isz > 8 * 5);
+    assert_int_equal(truncate(idx, isz - 3), 0); /* torn entry */
+    reopen(f);
+    assert_true(tu_file_size(idx) == isz);       /* rebuilt in full */
+    check_records(f, 0, 200, 1);
+    unlink(idx);
+    unlink(tu_path(f->logdir, "00000000000000000000.timeindex"));
+    reopen(f);
+    assert_true(tu_file_size(idx) == isz);
+    check_records(f, 0, 200, 1);
+    int64_t off;
+    assert_int_equal(log_find_time(f->log, NOW + 150, &off), 0);
+    assert_true(off == 150);
+    /* an entry pointing into the middle of a batch is detected and rebuilt */
+    tu_flip(idx, isz - 2, 0);
+    reopen(f);
+    check_records(f, 0, 200, 1);
+}
+
+static void test_find_time(void **state)
+{
+    struct fx *f = *state;
+    open_log(f);
+    fill(f, 60, 2, 40);
+    int64_t off;
+    assert_int_equal(log_find_time(f->log, 0, &off), 0);
+    assert_true(off == 0);
+    for (int i = 0; i < 60; i += 7) {
+        assert_int_equal(log_find_time(f->log, NOW + i, &off), 0);
+        assert_true(off == 2 * i);
+    }
+    assert_int_equal(log_find_time(f->log, NOW + 60, &off), TERN_ERANGE);
+}
+
+static void test_roll_by_age(void **state)
+{
+    struct fx *f = *state;
+    f->cfg.segment_bytes = 1 << 20;
+    f->cfg.segment_ms = 1000;
+    open_log(f);
+    size_t len;
+    uint8_t *b = tu_batch("a", 1, 0, NOW, &len);
+    assert_int_equal(log_append(f->log, b, len, NOW, NULL), 0);
+    free(b);
+    b = tu_batch("b", 1, 0, NOW, &len);
+    assert_int_equal(log_append(f->log, b, len, NOW + 10, NULL), 0);
+    free(b);
+    int segs = log_segment_count(f->log);
+    b = tu_batch("c", 1, 0, NOW, &len);
+    /* far in the future relative to the segment's creation (wall clock at create) */
+    assert_int_equal(log_append(f->log, b, len, INT64_MAX / 2, NULL), 0);
+    free(b);
+    assert_int_equal(log_segment_count(f->log), segs + 1);
+}
+
+static void test_delete_below_and_retention(void **state)
+{
+    struct fx *f = *state;
+    open_log(f);
+    fill(f, 120, 2, 40);
+    int segs = log_segment_count(f->log);
+    assert_int_equal(log_delete_below(f->log, 71), 0);
+    assert_true(log_start_offset(f->log) == 71);
+    assert_true(log_segment_count(f->log) < segs);
+    struct log_slice s;
+    assert_int_equal(log_read(f->log, 70, 100, 120, &s), TERN_ERANGE);
+    check_records(f, 71, 120, 2);
+    reopen(f);
+    assert_true(log_start_offset(f->log) == 71); /* durable */
+    /* retention by bytes keeps at least the newest segments under the limit */
+    struct log_config c = f->cfg;
+    c.retention_bytes = 4096 * 2;
+    log_set_config(f->log, &c);
+    int n = log_retain(f->log, NOW);
+    assert_true(n > 0);
+    assert_true(log_size_bytes(f->log) <= 4096 * 3);
+    int64_t start = log_start_offset(f->log);
+    assert_true(start > 71);
+    check_records(f, start, 120, 2);
+    /* retention by time deletes every closed segment older than the limit */
+    c.retention_bytes = -1;
+    c.retention_ms = 1000;
+    log_set_config(f->log, &c);
+    assert_true(log_retain(f->log, NOW + 10 * 1000) > 0);
+    assert_int_equal(log_segment_count(f->log), 1);
+}
+
+static void test_truncate(void **state)
+{
+    struct fx *f = *state;
+    open_log(f);
+    fill(f, 40, 2, 40);
+    assert_int_equal(log_truncate(f->log, 51), 0); /* inside batch 50-51: cut at 50 */
+    assert_true(log_end_offset(f->log) == 50);
+    check_records(f, 0, 25, 2);
+    fill(f, 1, 2, 0);
+    assert_true(log_end_offset(f->log) == 52);
+    reopen(f);
+    assert_true(log_end_offset(f->log) == 52);
+}
+
+static void test_rejects_bad_batches(void **state)
+{
+    struct fx *f = *state;
+    f->cfg.max_batch_bytes = 1024;
+    open_log(f);
+    size_t len;
+    uint8_t *b = tu_batch("x", 1, 2000, NOW, &len);
+    assert_int_equal(log_append(f->log, b, len, NOW, NULL), TERN_ETOOBIG);
+    free(b);
+    b = tu_batch("x", 2, 10, NOW, &len);
+    b[len - 1] ^= 1;
+    assert_int_equal(log_append(f->log, b, len, NOW, NULL), TERN_ECORRUPT);
+    assert_int_equal(log_append(f->log, b, len - 1, NOW, NULL), TERN_EPROTO);
+    free(b);
+    assert_true(log_end_offset(f->log) == 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_append_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_clean, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_unclean_scans, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_and_damaged_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_find_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_roll_by_age, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_below_and_retention, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_truncate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rejects_bad_batches, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
