@@ -8,6 +8,7 @@
 #include "store/store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -101,11 +102,23 @@ static int check_dir_exists(const char *dir)
     return 0;
 }
 
+/* The CLI reports what matters to the command itself (refused logs included); the store's
+ * key=value lines are for ternd's log and --verbose. */
+static void quiet_store_logs(void)
+{
+    int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (fd >= 0)
+        tlog_set_fd(fd); /* kept open for the life of the process */
+}
+
 int cmd_store_open(const char *dir, bool must_exist, bool verbose, struct store **out)
 {
     if (must_exist && check_dir_exists(dir) < 0)
         return -1;
-    tlog_set_level(verbose ? TLOG_LEVEL_DEBUG : TLOG_LEVEL_WARN);
+    if (verbose)
+        tlog_set_level(TLOG_LEVEL_DEBUG);
+    else
+        quiet_store_logs();
     struct store_config cfg;
     store_config_default(&cfg);
     cfg.data_dir = dir;

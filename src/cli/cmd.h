@@ -59,8 +59,8 @@ void cmd_print_escaped(FILE *f, const uint8_t *s, size_t len);
  * Opens the store in dir synchronously (no event loop). When must_exist is set and dir does not
  * exist, fails instead of creating it. Prints the error (including "in use by another process"
  * for a locked directory) and returns -1 on failure; on success *out owns the store (close
- * with store_close(st, NULL, NULL)). Store log lines below warn level are suppressed unless
- * verbose is set.
+ * with store_close(st, NULL, NULL)). The store's log lines are discarded unless verbose is set
+ * (then all of them, debug included, go to stderr).
  */
 int cmd_store_open(const char *dir, bool must_exist, bool verbose, struct store **out);
 

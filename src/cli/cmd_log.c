@@ -62,7 +62,7 @@ static const char log_usage[] =
 
 static const char common_help[] =
     "  -d, --data-dir DIR   data directory (default " CMD_DEFAULT_DATA_DIR ")\n"
-    "  -v, --verbose        also print the store's log lines (recovery, truncation)\n"
+    "  -v, --verbose        print the store's log lines (recovery, truncation) to stderr\n"
     "  -h, --help           show this help\n";
 
 static const char list_usage[] =
@@ -669,11 +669,16 @@ static int run_delete(int argc, char **argv)
     struct store *st;
     if (cmd_store_open(o.data_dir, true, o.verbose, &st) < 0)
         return CMD_EXIT_FAIL;
+    const char *reason = store_log_find(st, name) ? NULL : refused_reason(st, name);
     rc = CMD_EXIT_FAIL;
-    if (!store_log_find(st, name) && !refused_reason(st, name)) {
+    if (!store_log_find(st, name) && !reason) {
         cmd_error("no log named %s in %s", name, o.data_dir);
     } else if ((rc = store_log_delete(st, name)) < 0) {
-        cmd_error("cannot delete log %s: %s", name, tern_strerror(rc));
+        if (reason)
+            cmd_error("cannot delete log %s, refused at open (%s): %s", name, reason,
+                      tern_strerror(rc));
+        else
+            cmd_error("cannot delete log %s: %s", name, tern_strerror(rc));
         rc = CMD_EXIT_FAIL;
     } else {
         printf("deleted log %s\n", name);

@@ -123,15 +123,6 @@ static void log_start(const struct config *cfg)
               (long)getpid());
 }
 
-static void log_ready(const struct server *srv)
-{
-    size_t refused = store_refused_count(srv->store);
-    for (size_t i = 0; i < refused; i++)
-        TLOG_ERROR("server", "event=log_refused log=%s reason=\"%s\"",
-                   store_refused_name(srv->store, i), store_refused_reason(srv->store, i));
-    TLOG_INFO("server", "event=ready data_dir=%s logs=%zu refused=%zu", srv->cfg.data_dir,
-              store_log_count(srv->store), refused);
-}
 
 /* mkdir -p: creates path and its missing parents. Returns 0 or -errno. An existing
  * non-directory is left for store_open to report. */
@@ -190,7 +181,9 @@ static int server_run(struct server *srv)
     }
     if (open_store(srv) < 0)
         goto out;
-    log_ready(srv);
+    /* The store has logged each refused (corrupt) log already. */
+    TLOG_INFO("server", "event=ready data_dir=%s logs=%zu refused=%zu", srv->cfg.data_dir,
+              store_log_count(srv->store), store_refused_count(srv->store));
     uv_run(&srv->loop, UV_RUN_DEFAULT);
     code = 0;
 out:

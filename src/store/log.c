@@ -531,6 +531,13 @@ static int recover_segments(struct recovery *r)
         bool trusted = log->clean_open || (r->have_ckpt && s->base < r->ckpt.seg_base);
         if (prev_end > s->base)
             return corrupt(r, s, 0, "segment overlaps the previous one");
+        if (!trusted && prev_end >= 0 && s->base > prev_end) {
+            /* the previous segment lost its unsynced tail: what follows is past a gap */
+            int rc = drop_tail_segments(log, i);
+            if (rc < 0)
+                return rc;
+            break;
+        }
         if (trusted) {
             const char *why = NULL;
             uint64_t bad = 0;

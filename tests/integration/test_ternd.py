@@ -278,3 +278,24 @@ def test_data_dir_that_is_a_file_exits_1(ternd_factory, tmp_path):
     failed = t.event("open_failed")
     assert failed is not None and failed["data_dir"] == str(path), t.log_text()
     assert t.event("ready") is None
+
+
+def test_existing_log_is_opened_and_closed_cleanly(ternd_factory, tern_run, tmp_path):
+    data = tmp_path / "data"
+    r = tern_run("log", "append", "--data-dir", data, "orders", "a", "b")
+    assert r.returncode == 0, r.stderr
+    t = ternd_factory(data_dir=data)
+    ready = t.event("ready")
+    assert (ready["logs"], ready["refused"]) == ("1", "0"), t.log_text()
+    assert t.stop() == 0, t.log_text()
+    # ternd's shutdown wrote the clean-shutdown marker: the next open skips the scan.
+    again = ternd_factory(data_dir=data)
+    opened = again.event("log_open")
+    assert opened is not None and opened["log"] == "orders", again.log_text()
+    assert opened["clean"] == "true" and opened["end"] == "2", again.log_text()
+    assert again.kill() == -9
+    # After a crash the marker is gone: recovery scans the log and keeps both records.
+    third = ternd_factory(data_dir=data)
+    opened = third.event("log_open")
+    assert opened["clean"] == "false" and opened["end"] == "2", third.log_text()
+    assert third.stop() == 0, third.log_text()

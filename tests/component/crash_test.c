@@ -1,0 +1,307 @@
+/*
+ * crash_test.c - simulated crashes under the fault-injecting file layer (tests/support/faultfs).
+ *
+ * Invariants checked after every crash and restart:
+ *   - every offset acknowledged as durable before the crash is there, byte-exact;
+ *   - what is served is exactly a prefix of what was appended (nothing after a gap);
+ *   - damage before the checkpointed durable position refuses the log, naming file and byte;
+ *   - a failed write or fsync turns the log read-only and is never retried.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+
+#include <cmocka.h>
+
+#include "base/tern.h"
+#include "faultfs.h"
+#include "store/log.h"
+#include "testutil.h"
+
+#define NOW 1700000000000ll
+#define MAXREC 4096
+
+struct fx {
+    char *dir;
+    char logdir[4096];
+    struct log_config cfg;
+    struct log *log;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    f->dir = tu_tmpdir();
+    snprintf(f->logdir, sizeof(f->logdir), "%s/l", f->dir);
+    log_config_default(&f->cfg);
+    f->cfg.segment_bytes = 2048;
+    f->cfg.index_interval_bytes = 200;
+    f->cfg.checkpoint_interval_ms = 0; /* every fsync also checkpoints */
+    faultfs_install();
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    if (f->log)
+        log_close(f->log, NULL, NULL);
+    faultfs_uninstall();
+    tu_rmrf(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+static int open_log(struct fx *f, char *err, size_t errlen)
+{
+    return log_open(NULL, f->logdir, &f->cfg, &f->log, err, errlen);
+}
+
+static void must_open(struct fx *f)
+{
+    char err[512];
+    int rc = open_log(f, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("log_open: %s (%s)", tern_strerror(rc), err);
+}
+
+/* The machine dies: the log object is dropped without saving anything, then the files are
+ * rewritten to what would survive. */
+static void crash(struct fx *f, enum faultfs_crash_mode mode, uint64_t seed)
+{
+    faultfs_crash();
+    if (f->log)
+        log_close(f->log, NULL, NULL); /* frees memory; its writes are discarded */
+    f->log = NULL;
+    faultfs_restart(mode, seed);
+}
+
+static void append_one(struct fx *f, int i)
+{
+    char tag[32];
+    snprintf(tag, sizeof(tag), "r%d", i);
+    size_t len;
+    uint8_t *b = tu_batch(tag, 1, 30 + (size_t)(i % 7) * 13, NOW + i, &len);
+    struct log_append_info info;
+    assert_int_equal(log_append(f->log, b, len, NOW, &info), 0);
+    assert_true(info.base_offset == i);
+    free(b);
+}
+
+/* Every record in the log is r<offset>, from 0 to end with no gap; end >= durable. */
+static void check_prefix(struct fx *f, int64_t durable)
+{
+    static struct tu_rec r[MAXREC];
+    int64_t end = log_end_offset(f->log);
+    assert_true(end >= durable);
+    assert_true(log_start_offset(f->log) == 0);
+    int n = tu_read_all(f->log, 0, end, r, MAXREC);
+    assert_int_equal(n, (int)end);
+    for (int i = 0; i < n; i++) {
+        char want[32];
+        snprintf(want, sizeof(want), "r%d-0", i);
+        assert_true(r[i].offset == i);
+        assert_true(strncmp(r[i].value, want, strlen(want)) == 0);
+        assert_true(r[i].timestamp == NOW + i);
+    }
+}
+
+static void random_crashes(struct fx *f, enum faultfs_crash_mode mode)
+{
+    uint64_t seed = 42;
+    for (int round = 0; round < 60; round++) {
+        must_open(f);
+        int next = (int)log_end_offset(f->log);
+        int64_t durable = next; /* recovery made everything it kept durable */
+        int appends = 1 + (int)(seed % 23);
+        for (int i = 0; i < appends && next < MAXREC - 1; i++) {
+            append_one(f, next++);
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            if ((seed >> 33) % 4 == 0) {
+                assert_int_equal(log_sync(f->log), 0);
+                durable = log_durable_offset(f->log);
+                assert_true(durable == next);
+            }
+        }
+        crash(f, mode, seed);
+        must_open(f);
+        check_prefix(f, durable);
+        log_close(f->log, NULL, NULL);
+        f->log = NULL;
+    }
+}
+
+static void test_crash_drop_unsynced(void **state)
+{
+    random_crashes(*state, FAULTFS_DROP);
+}
+
+static void test_crash_torn_tail(void **state)
+{
+    random_crashes(*state, FAULTFS_TEAR);
+}
+
+static void test_unsynced_new_segment_vanishes(void **state)
+{
+    struct fx *f = *state;
+    must_open(f);
+    for (int i = 0; i < 10; i++)
+        append_one(f, i);
+    assert_int_equal(log_sync(f->log), 0);
+    int segs = log_segment_count(f->log);
+    int i = 10;
+    while (log_segment_count(f->log) == segs)
+        append_one(f, i++); /* roll into a new segment, never synced */
+    crash(f, FAULTFS_DROP, 1);
+    must_open(f);
+    check_prefix(f, 10);
+}
+
+static void test_bitflip_before_durable_refuses(void **state)
+{
+    struct fx *f = *state;
+    f->cfg.segment_bytes = 1 << 20;
+    must_open(f);
+    for (int i = 0; i < 20; i++)
+        append_one(f, i);
+    assert_int_equal(log_sync(f->log), 0); /* checkpoint: 20 durable */
+    crash(f, FAULTFS_DROP, 1);
+    const char *seg = tu_path(f->logdir, "00000000000000000000.log");
+    tu_flip(seg, 300, 3); /* inside an early batch */
+    char err[512];
+    int rc = open_log(f, err, sizeof(err));
+    assert_int_equal(rc, TERN_ECORRUPT);
+    assert_null(f->log);
+    assert_non_null(strstr(err, "00000000000000000000.log"));
+    assert_non_null(strstr(err, "at byte "));
+    /* reopening again still refuses: nothing was truncated */
+    assert_int_equal(open_log(f, err, sizeof(err)), TERN_ECORRUPT);
+}
+
+static void test_bitflip_after_durable_truncates(void **state)
+{
+    struct fx *f = *state;
+    f->cfg.segment_bytes = 1 << 20;
+    must_open(f);
+    for (int i = 0; i < 20; i++)
+        append_one(f, i);
+    assert_int_equal(log_sync(f->log), 0);
+    int64_t synced = tu_file_size(tu_path(f->logdir, "00000000000000000000.log"));
+    for (int i = 20; i < 30; i++)
+        append_one(f, i);
+    /* the process dies but the OS keeps the page cache: the tail is on disk, unsynced */
+    faultfs_crash();
+    log_close(f->log, NULL, NULL);
+    f->log = NULL;
+    faultfs_uninstall();
+    faultfs_install();
+    const char *seg = tu_path(f->logdir, "00000000000000000000.log");
+    tu_flip(seg, (uint64_t)synced + 100, 0); /* inside batch 21 or so, after the checkpoint */
+    must_open(f);
+    int64_t end = log_end_offset(f->log);
+    assert_true(end >= 20 && end < 30);
+    check_prefix(f, 20);
+}
+
+static void test_truncated_index_after_crash(void **state)
+{
+    struct fx *f = *state;
+    must_open(f);
+    for (int i = 0; i < 60; i++)
+        append_one(f, i);
+    assert_int_equal(log_sync(f->log), 0);
+    crash(f, FAULTFS_DROP, 1);
+    assert_int_equal(truncate(tu_path(f->logdir, "00000000000000000000.index"), 5), 0);
+    assert_int_equal(truncate(tu_path(f->logdir, "00000000000000000000.timeindex"), 0), 0);
+    must_open(f);
+    check_prefix(f, 60);
+}
+
+static void test_fsync_failure_goes_readonly(void **state)
+{
+    struct fx *f = *state;
+    must_open(f);
+    for (int i = 0; i < 5; i++)
+        append_one(f, i);
+    assert_int_equal(log_sync(f->log), 0);
+    for (int i = 5; i < 8; i++)
+        append_one(f, i);
+    faultfs_fail(FAULTFS_OP_FDATASYNC, 1, -EIO, 0);
+    assert_int_equal(log_sync(f->log), -EIO);
+    assert_int_equal(log_error(f->log), -EIO);
+    assert_true(log_durable_offset(f->log) == 5);
+    uint64_t syncs = faultfs_calls(FAULTFS_OP_FDATASYNC);
+    assert_int_equal(log_sync(f->log), -EIO); /* never retried */
+    assert_int_equal(faultfs_calls(FAULTFS_OP_FDATASYNC), syncs);
+    size_t len;
+    uint8_t *b = tu_batch("late", 1, 0, NOW, &len);
+    assert_int_equal(log_append(f->log, b, len, NOW, NULL), TERN_EREADONLY);
+    free(b);
+    /* reads below the durable offset still work */
+    static struct tu_rec r[8];
+    assert_int_equal(tu_read_all(f->log, 0, log_durable_offset(f->log), r, 8), 5);
+    crash(f, FAULTFS_DROP, 1);
+    must_open(f);
+    check_prefix(f, 5);
+}
+
+static void test_write_failure_goes_readonly(void **state)
+{
+    struct fx *f = *state;
+    must_open(f);
+    for (int i = 0; i < 5; i++)
+        append_one(f, i);
+    assert_int_equal(log_sync(f->log), 0);
+    faultfs_fail(FAULTFS_OP_PWRITE, 1, -ENOSPC, 1); /* half the batch lands, then disk full */
+    size_t len;
+    uint8_t *b = tu_batch("r5", 1, 200, NOW + 5, &len);
+    assert_int_equal(log_append(f->log, b, len, NOW, NULL), -ENOSPC);
+    assert_int_equal(log_append(f->log, b, len, NOW, NULL), TERN_EREADONLY);
+    free(b);
+    assert_true(log_end_offset(f->log) == 5);
+    /* the process is restarted without a machine crash: the half batch is on disk */
+    log_close(f->log, NULL, NULL);
+    f->log = NULL;
+    must_open(f);
+    assert_false(log_was_clean(f->log)); /* a failed log does not write the marker */
+    check_prefix(f, 5);
+    append_one(f, 5); /* writable again after recovery */
+}
+
+static void test_checkpoint_torn_slot(void **state)
+{
+    struct fx *f = *state;
+    must_open(f);
+    for (int i = 0; i < 12; i++) {
+        append_one(f, i);
+        assert_int_equal(log_sync(f->log), 0);
+    }
+    crash(f, FAULTFS_DROP, 1);
+    /* damage one checkpoint slot: the other one still describes a durable state */
+    tu_flip(tu_path(f->logdir, "checkpoint"), 70, 2);
+    must_open(f);
+    check_prefix(f, 11);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_crash_drop_unsynced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash_torn_tail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unsynced_new_segment_vanishes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bitflip_before_durable_refuses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bitflip_after_durable_truncates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_truncated_index_after_crash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fsync_failure_goes_readonly, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_failure_goes_readonly, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoint_torn_slot, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
