@@ -145,8 +145,8 @@ static int set_log_level(struct config *cfg, const char *value, const char **why
 
 static int set_segment_bytes(struct config *cfg, const char *value, const char **why)
 {
-    if (parse_u64(value, CONFIG_MIN_SEGMENT_BYTES, CONFIG_MAX_SEGMENT_BYTES,
-                  &cfg->segment_bytes) < 0) {
+    if (parse_u64(value, CONFIG_MIN_SEGMENT_BYTES, CONFIG_MAX_SEGMENT_BYTES, &cfg->segment_bytes) <
+        0) {
         *why = "expected a number of bytes from 4096 to " CONFIG_MAX_SEGMENT_BYTES_TEXT;
         return -EINVAL;
     }
@@ -164,33 +164,28 @@ static int set_checkpoint_interval_ms(struct config *cfg, const char *value, con
     return 0;
 }
 
-#define STR2(x) #x
-#define STR(x) STR2(x)
+#define CONFIG_STR2(x) #x
+#define CONFIG_STR(x) CONFIG_STR2(x)
 
 static const struct config_option config_options[] = {
-    {"config", CONFIG_KIND_FILE, "FILE",
-     "read `name = value` lines from FILE first", NULL, NULL},
+    {"config", CONFIG_KIND_FILE, "FILE", "read `name = value` lines from FILE first", NULL, NULL},
     {"data-dir", CONFIG_KIND_VALUE, "DIR", "data directory, created if missing",
      CONFIG_DEFAULT_DATA_DIR, set_data_dir},
-    {"bind", CONFIG_KIND_VALUE, "ADDR", "IPv4 or IPv6 address to listen on",
-     CONFIG_DEFAULT_BIND, set_bind},
+    {"bind", CONFIG_KIND_VALUE, "ADDR", "IPv4 or IPv6 address to listen on", CONFIG_DEFAULT_BIND,
+     set_bind},
     {"amqp-port", CONFIG_KIND_VALUE, "N", "AMQP 0-9-1 port (0: any free port)",
-     STR(CONFIG_DEFAULT_AMQP_PORT), set_amqp_port},
+     CONFIG_STR(CONFIG_DEFAULT_AMQP_PORT), set_amqp_port},
     {"kafka-port", CONFIG_KIND_VALUE, "N", "Kafka port (0: any free port)",
-     STR(CONFIG_DEFAULT_KAFKA_PORT), set_kafka_port},
+     CONFIG_STR(CONFIG_DEFAULT_KAFKA_PORT), set_kafka_port},
     {"http-port", CONFIG_KIND_VALUE, "N", "HTTP management port (0: any free port)",
-     STR(CONFIG_DEFAULT_HTTP_PORT), set_http_port},
-    {"fsync", CONFIG_KIND_VALUE, "MODE",
-     "always, never or interval:MS (fsync every MS ms)", "always",
-     set_fsync},
-    {"log-level", CONFIG_KIND_VALUE, "LEVEL", "debug, info, warn or error", "info",
-     set_log_level},
+     CONFIG_STR(CONFIG_DEFAULT_HTTP_PORT), set_http_port},
+    {"fsync", CONFIG_KIND_VALUE, "MODE", "always, never or interval:MS (fsync every MS ms)",
+     "always", set_fsync},
+    {"log-level", CONFIG_KIND_VALUE, "LEVEL", "debug, info, warn or error", "info", set_log_level},
     {"segment-bytes", CONFIG_KIND_VALUE, "N",
-     "log segment size, 4096 to " CONFIG_MAX_SEGMENT_BYTES_TEXT,
-     "1073741824", set_segment_bytes},
+     "log segment size, 4096 to " CONFIG_MAX_SEGMENT_BYTES_TEXT, "1073741824", set_segment_bytes},
     {"checkpoint-interval-ms", CONFIG_KIND_VALUE, "N",
-     "how often each log's checkpoint is made durable", "1000",
-     set_checkpoint_interval_ms},
+     "how often each log's checkpoint is made durable", "1000", set_checkpoint_interval_ms},
     {"help", CONFIG_KIND_HELP, NULL, "print this help and exit", NULL, NULL},
     {"version", CONFIG_KIND_VERSION, NULL, "print the version and exit", NULL, NULL},
 };
@@ -229,8 +224,7 @@ void config_fini(struct config *cfg)
     cfg->data_dir = cfg->bind = cfg->config_file = NULL;
 }
 
-int config_set(struct config *cfg, const char *name, const char *value, char *err,
-               size_t errlen)
+int config_set(struct config *cfg, const char *name, const char *value, char *err, size_t errlen)
 {
     const struct config_option *o = find_option(name, strlen(name));
     if (o == NULL || o->kind != CONFIG_KIND_VALUE) {
@@ -254,8 +248,7 @@ static int next_arg(int argc, char *const argv[], int *i, struct config_arg *a, 
 {
     const char *s = argv[*i];
     if (strncmp(s, "--", 2) != 0 || s[2] == '\0' || s[2] == '=') {
-        snprintf(err, errlen, s[0] == '-' ? "unknown option '%s'" : "unexpected argument '%s'",
-                 s);
+        snprintf(err, errlen, s[0] == '-' ? "unknown option '%s'" : "unexpected argument '%s'", s);
         return -EINVAL;
     }
     const char *name = s + 2;
@@ -370,8 +363,8 @@ static void strip_comment(char *line)
     }
 }
 
-static int parse_line(struct config *cfg, char *line, const char *path, unsigned lineno,
-                      char *err, size_t errlen)
+static int parse_line(struct config *cfg, char *line, const char *path, unsigned lineno, char *err,
+                      size_t errlen)
 {
     strip_comment(line);
     char *s = trim(line);

@@ -33,9 +33,9 @@
 #define CONFIG_DEFAULT_CHECKPOINT_INTERVAL_MS 1000U
 
 struct config {
-    char *data_dir;   /* owned */
-    char *bind;       /* owned; a valid IPv4 or IPv6 address literal */
-    char *config_file; /* owned; NULL when no --config was given */
+    char *data_dir;     /* owned */
+    char *bind;         /* owned; a valid IPv4 or IPv6 address literal */
+    char *config_file;  /* owned; NULL when no --config was given */
     uint16_t amqp_port; /* 0: let the OS choose */
     uint16_t kafka_port;
     uint16_t http_port;
@@ -81,8 +81,7 @@ int config_load_file(struct config *cfg, const char *path, char *err, size_t err
  * an unknown name (or "config", which only the command line takes) or -EINVAL for a bad value;
  * on error writes the reason (without the option's name) into err.
  */
-int config_set(struct config *cfg, const char *name, const char *value, char *err,
-               size_t errlen);
+int config_set(struct config *cfg, const char *name, const char *value, char *err, size_t errlen);
 
 /* Writes the fsync setting as the option spells it ("always", "never", "interval:100") into
  * buf and returns buf. */

@@ -118,11 +118,9 @@ static void log_start(const struct config *cfg)
               "http_port=%u fsync=%s segment_bytes=%llu checkpoint_interval_ms=%u pid=%ld",
               TERN_VERSION, cfg->data_dir, cfg->bind, (unsigned)cfg->amqp_port,
               (unsigned)cfg->kafka_port, (unsigned)cfg->http_port,
-              config_fsync_str(cfg, fsync, sizeof(fsync)),
-              (unsigned long long)cfg->segment_bytes, (unsigned)cfg->checkpoint_interval_ms,
-              (long)getpid());
+              config_fsync_str(cfg, fsync, sizeof(fsync)), (unsigned long long)cfg->segment_bytes,
+              (unsigned)cfg->checkpoint_interval_ms, (long)getpid());
 }
-
 
 /* mkdir -p: creates path and its missing parents. Returns 0 or -errno. An existing
  * non-directory is left for store_open to report. */
@@ -156,8 +154,9 @@ static int open_store(struct server *srv)
     }
     rc = store_open(&srv->loop, &scfg, &srv->store);
     if (rc == TERN_ELOCKED)
-        TLOG_ERROR("server", "event=open_failed data_dir=%s msg=\"another ternd holds the "
-                             "data directory %s\"",
+        TLOG_ERROR("server",
+                   "event=open_failed data_dir=%s msg=\"another ternd holds the "
+                   "data directory %s\"",
                    srv->cfg.data_dir, srv->cfg.data_dir);
     else if (rc < 0)
         TLOG_ERRNO("server", rc, "event=open_failed data_dir=%s", srv->cfg.data_dir);

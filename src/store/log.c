@@ -376,7 +376,7 @@ static void waiters_fire(struct log *log, int status)
 int log_wait_durable(struct log *log, int64_t end, log_durable_cb cb, void *arg)
 {
     if (log->err)
-        return log->err;
+        return TERN_EREADONLY;
     if (log->closing)
         return TERN_ECLOSED;
     if (end <= log->durable_offset || log->cfg.fsync_mode != LOG_FSYNC_ALWAYS)

@@ -90,10 +90,10 @@ static void test_every_option_separate_value(void **state)
     struct config cfg;
     enum config_action action;
     char err[512];
-    int rc = PARSE(&cfg, &action, err, "--data-dir", "/var/lib/tern", "--bind", "::1",
-                   "--amqp-port", "1", "--kafka-port", "0", "--http-port", "65535", "--fsync",
-                   "interval:250", "--log-level", "debug", "--segment-bytes", "4096",
-                   "--checkpoint-interval-ms", "5");
+    int rc =
+        PARSE(&cfg, &action, err, "--data-dir", "/var/lib/tern", "--bind", "::1", "--amqp-port",
+              "1", "--kafka-port", "0", "--http-port", "65535", "--fsync", "interval:250",
+              "--log-level", "debug", "--segment-bytes", "4096", "--checkpoint-interval-ms", "5");
     assert_int_equal(rc, 0);
     assert_int_equal(action, CONFIG_ACTION_RUN);
     check_all_set(&cfg);
@@ -161,16 +161,18 @@ static void test_command_line_overrides_file(void **state)
     enum config_action action;
     char err[512];
     /* Options before --config still win over the file. */
-    int rc = PARSE(&cfg, &action, err, "--data-dir", "/from/cli", "--config", path,
-                   "--http-port=2");
+    int rc =
+        PARSE(&cfg, &action, err, "--data-dir", "/from/cli", "--config", path, "--http-port=2");
     assert_int_equal(rc, 0);
     assert_string_equal(cfg.data_dir, "/from/cli");
     assert_int_equal(cfg.http_port, 2);
     assert_int_equal(cfg.fsync_mode, LOG_FSYNC_NEVER); /* from the file */
     config_fini(&cfg);
 
-    rc = PARSE(&cfg, &action, err, "--config=" "/nonexistent-placeholder", "--config", path,
-               "--fsync", "always");
+    rc = PARSE(&cfg, &action, err,
+               "--config="
+               "/nonexistent-placeholder",
+               "--config", path, "--fsync", "always");
     unlink(path);
     assert_int_equal(rc, 0); /* the last --config is the one read */
     assert_string_equal(cfg.data_dir, "/from/file");
@@ -337,12 +339,22 @@ static void test_good_values(void **state)
 {
     (void)state;
     static const char *const good[][2] = {
-        {"bind", "0.0.0.0"},      {"bind", "::"},          {"bind", "fe80::1"},
-        {"bind", "2001:db8::1"},  {"bind", "::ffff:1.2.3.4"}, {"amqp-port", "0"},
-        {"amqp-port", "65535"},   {"amqp-port", "00080"},  {"log-level", "info"},
-        {"log-level", "warn"},    {"log-level", "error"},  {"segment-bytes", "4294967295"},
-        {"checkpoint-interval-ms", "4294967295"},          {"data-dir", "relative/dir"},
-        {"fsync", "interval:1"},  {"fsync", "interval:4294967295"},
+        {"bind", "0.0.0.0"},
+        {"bind", "::"},
+        {"bind", "fe80::1"},
+        {"bind", "2001:db8::1"},
+        {"bind", "::ffff:1.2.3.4"},
+        {"amqp-port", "0"},
+        {"amqp-port", "65535"},
+        {"amqp-port", "00080"},
+        {"log-level", "info"},
+        {"log-level", "warn"},
+        {"log-level", "error"},
+        {"segment-bytes", "4294967295"},
+        {"checkpoint-interval-ms", "4294967295"},
+        {"data-dir", "relative/dir"},
+        {"fsync", "interval:1"},
+        {"fsync", "interval:4294967295"},
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         struct config cfg;
@@ -378,8 +390,7 @@ static void test_fsync_modes(void **state)
 }
 
 /* Loads text as a config file; returns config_load_file's result with err filled. */
-static int load_text(struct config *cfg, const char *text, char *path, size_t pathlen,
-                     char *err)
+static int load_text(struct config *cfg, const char *text, char *path, size_t pathlen, char *err)
 {
     write_temp(path, pathlen, text);
     config_init(cfg);
@@ -497,9 +508,8 @@ static void test_to_store(void **state)
     assert_int_equal(sc.tick_ms, 7); /* the timer must fire at least every 7 ms */
     config_fini(&cfg);
 
-    assert_int_equal(PARSE(&cfg, &action, err, "--checkpoint-interval-ms", "3", "--fsync",
-                           "interval:60000"),
-                     0);
+    assert_int_equal(
+        PARSE(&cfg, &action, err, "--checkpoint-interval-ms", "3", "--fsync", "interval:60000"), 0);
     config_to_store(&cfg, &sc);
     assert_int_equal(sc.log.fsync_interval_ms, 60000);
     assert_int_equal(sc.tick_ms, 3);
@@ -520,13 +530,27 @@ static void test_usage_lists_every_option(void **state)
 {
     (void)state;
     static const char *const expected[] = {
-        "--config FILE",          "--data-dir DIR",    "(default: ./data)",
-        "--bind ADDR",            "(default: 127.0.0.1)", "--amqp-port N",
-        "(default: 5672)",        "--kafka-port N",    "(default: 9092)",
-        "--http-port N",          "(default: 15672)",  "--fsync MODE",
-        "(default: always)",      "--log-level LEVEL", "(default: info)",
-        "--segment-bytes N",      "(default: 1073741824)", "--checkpoint-interval-ms N",
-        "(default: 1000)",        "--help",            "--version",
+        "--config FILE",
+        "--data-dir DIR",
+        "(default: ./data)",
+        "--bind ADDR",
+        "(default: 127.0.0.1)",
+        "--amqp-port N",
+        "(default: 5672)",
+        "--kafka-port N",
+        "(default: 9092)",
+        "--http-port N",
+        "(default: 15672)",
+        "--fsync MODE",
+        "(default: always)",
+        "--log-level LEVEL",
+        "(default: info)",
+        "--segment-bytes N",
+        "(default: 1073741824)",
+        "--checkpoint-interval-ms N",
+        "(default: 1000)",
+        "--help",
+        "--version",
     };
     char *text = NULL;
     size_t len = 0;
