@@ -7,10 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <fcntl.h>
 
 #include <cmocka.h>
 
 #include "base/tern.h"
+#include "base/tlog.h"
 #include "store/log.h"
 #include "testutil.h"
 
@@ -289,6 +291,39 @@ static void test_rejects_bad_batches(void **state)
     assert_true(log_end_offset(f->log) == 0);
 }
 
+static void test_long_recovery_logs_progress(void **state)
+{
+    struct fx *f = *state;
+    f->cfg.segment_bytes = 1u << 30;
+    f->cfg.max_batch_bytes = 2u << 20;
+    open_log(f);
+    size_t len;
+    uint8_t *b = tu_batch("big", 1, 1u << 20, NOW, &len);
+    for (int i = 0; i < 70; i++) /* 70 MiB: past the 64 MiB progress step */
+        assert_int_equal(log_append(f->log, b, len, NOW, NULL), 0);
+    free(b);
+    log_close(f->log, NULL, NULL);
+    f->log = NULL;
+    unlink(tu_path(f->logdir, "clean-shutdown"));
+    char logfile[4096];
+    snprintf(logfile, sizeof(logfile), "%s/tlog.txt", f->dir);
+    int fd = open(logfile, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    tlog_set_fd(fd);
+    open_log(f);
+    tlog_set_fd(2);
+    close(fd);
+    assert_true(log_end_offset(f->log) == 70);
+    FILE *in = fopen(logfile, "r");
+    char line[1024];
+    int progress = 0;
+    while (fgets(line, sizeof(line), in))
+        if (strstr(line, "event=recovery_progress") && strstr(line, "pct="))
+            progress++;
+    fclose(in);
+    assert_int_equal(progress, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -302,6 +337,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete_below_and_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rejects_bad_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_recovery_logs_progress, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
