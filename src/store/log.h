@@ -121,7 +121,8 @@ int log_read(struct log *log, int64_t offset, size_t max_bytes, int64_t limit,
              struct log_slice *out);
 void log_slice_release(struct log_slice *s);
 
-/* Base offset of the first batch whose max timestamp is >= ts, or TERN_ERANGE if none. */
+/* The first offset whose record timestamp is >= ts, or TERN_ERANGE if none. In a compressed
+ * batch, records are not read: the answer is that batch's base offset. */
 int log_find_time(struct log *log, int64_t ts, int64_t *offset_out);
 
 /* Moves the start offset up to `offset` (durably) and deletes segments wholly below it. */

@@ -548,6 +548,32 @@ int seg_extent(const struct seg *s, uint64_t pos, uint64_t max_end, int64_t limi
     return 0;
 }
 
+/* The first record of the batch at pos with timestamp >= ts (uncompressed batches); the
+ * batch's base offset when its records cannot be read here (compressed). */
+static int seg_record_at_time(const struct seg *s, uint64_t pos, const struct batch_hdr *h,
+                              int64_t ts, int64_t *offset)
+{
+    *offset = h->base_offset;
+    if (h->attributes & BATCH_ATTR_COMPRESSION_MASK)
+        return 0;
+    size_t total = (size_t)h->length + BATCH_LOG_OVERHEAD;
+    uint8_t *buf = tern_xmalloc(total);
+    ssize_t n = file_pread_all(s->fd, buf, total, (off_t)pos);
+    struct batch_iter it;
+    struct batch_record r;
+    int rc = n < 0 ? (int)n : 0;
+    if (rc == 0 && (size_t)n == total && batch_iter_init(&it, buf, h) == 0) {
+        while (batch_iter_next(&it, &r) == 1) {
+            if (r.timestamp >= ts) {
+                *offset = r.offset;
+                break;
+            }
+        }
+    }
+    free(buf);
+    return rc;
+}
+
 int seg_find_time(const struct seg *s, int64_t ts, int64_t *offset)
 {
     if (s->max_ts < ts)
@@ -568,10 +594,8 @@ int seg_find_time(const struct seg *s, int64_t ts, int64_t *offset)
         int rc = seg_read_header(s, p, &h);
         if (rc < 0)
             return rc;
-        if (h.max_timestamp >= ts) {
-            *offset = h.base_offset;
-            return 0;
-        }
+        if (h.max_timestamp >= ts)
+            return seg_record_at_time(s, p, &h, ts, offset);
         p += (uint64_t)h.length + BATCH_LOG_OVERHEAD;
     }
     return TERN_ERANGE;

@@ -102,7 +102,8 @@ int seg_lookup(const struct seg *s, int64_t offset, uint64_t *pos, struct batch_
 int seg_extent(const struct seg *s, uint64_t pos, uint64_t max_end, int64_t limit,
                uint64_t *end, int64_t *next);
 
-/* Base offset of the first batch whose maxTimestamp >= ts, or TERN_ERANGE. */
+/* The first offset whose record timestamp is >= ts (for a compressed batch: the base offset of
+ * the first batch whose maxTimestamp >= ts), or TERN_ERANGE. */
 int seg_find_time(const struct seg *s, int64_t ts, int64_t *offset);
 
 /* fsyncs the index files (at seal and close). */

@@ -207,6 +207,32 @@ static void test_find_time(void **state)
     assert_int_equal(log_find_time(f->log, NOW + 60, &off), TERN_ERANGE);
 }
 
+static void test_find_time_inside_batch(void **state)
+{
+    struct fx *f = *state;
+    open_log(f);
+    /* timestamps need not be ordered inside a batch: Kafka's rule is the first offset whose
+     * timestamp is >= T */
+    struct batch_rec_in r[4] = {
+        {.value = "a", .value_len = 1, .timestamp = NOW + 5},
+        {.value = "b", .value_len = 1, .timestamp = NOW + 10},
+        {.value = "c", .value_len = 1, .timestamp = NOW + 3},
+        {.value = "d", .value_len = 1, .timestamp = NOW + 20},
+    };
+    uint8_t buf[512];
+    int64_t n = batch_encode(buf, sizeof(buf), r, 4);
+    assert_true(n > 0);
+    fill(f, 1, 1, 0);
+    assert_int_equal(log_append(f->log, buf, (size_t)n, NOW, NULL), 0); /* offsets 1..4 */
+    int64_t off;
+    assert_int_equal(log_find_time(f->log, NOW + 8, &off), 0);
+    assert_true(off == 2);
+    assert_int_equal(log_find_time(f->log, NOW + 11, &off), 0);
+    assert_true(off == 4);
+    assert_int_equal(log_find_time(f->log, NOW + 1, &off), 0);
+    assert_true(off == 1);
+}
+
 static void test_roll_by_age(void **state)
 {
     struct fx *f = *state;
@@ -333,6 +359,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reopen_unclean_scans, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_and_damaged_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_find_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_find_time_inside_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_roll_by_age, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_below_and_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncate, setup, teardown),
