@@ -892,6 +892,18 @@ int log_find_time(struct log *log, int64_t ts, int64_t *offset_out)
 
 /* ---- deletion -------------------------------------------------------------------------- */
 
+/* Writes checkpoint c now (on the loop thread) and adopts it; a failure fails the log. */
+static int ckpt_commit(struct log *log, const struct ckpt *c)
+{
+    int rc = ckpt_write(log->ckpt_fd, c);
+    if (rc < 0) {
+        log_fail(log, rc, "checkpoint");
+        return rc;
+    }
+    log->ckpt = *c;
+    return 0;
+}
+
 /* Makes the start offset durable with a checkpoint written now. */
 static int log_persist_start(struct log *log)
 {
@@ -904,13 +916,7 @@ static int log_persist_start(struct log *log)
     struct ckpt c = log->ckpt; /* the same durability claim, with the new start */
     c.seq++;
     c.start = log->start_offset;
-    int rc = ckpt_write(log->ckpt_fd, &c);
-    if (rc < 0) {
-        log_fail(log, rc, "checkpoint");
-        return rc;
-    }
-    log->ckpt = c;
-    return 0;
+    return ckpt_commit(log, &c);
 }
 
 int log_delete_below(struct log *log, int64_t offset)
@@ -993,15 +999,8 @@ int log_truncate(struct log *log, int64_t offset)
     log->end_offset = new_end;
     if (log->durable_offset > new_end)
         log->durable_offset = new_end;
-    log->force_ckpt = true;
     struct ckpt c = ckpt_now(log, log->durable_offset, log->ckpt.seq + 1);
-    rc = ckpt_write(log->ckpt_fd, &c);
-    if (rc < 0) {
-        log_fail(log, rc, "checkpoint");
-        return rc;
-    }
-    log->ckpt = c;
-    return 0;
+    return ckpt_commit(log, &c);
 }
 
 void log_tick(struct log *log, int64_t now_ms)
