@@ -64,8 +64,8 @@ int cmd_parse_int64(const char *opt, const char *s, int64_t min, int64_t max, in
         if (max == INT64_MAX)
             cmd_error("invalid value '%s' for %s: expected an integer >= %" PRId64, s, opt, min);
         else
-            cmd_error("invalid value '%s' for %s: expected an integer from %" PRId64
-                      " to %" PRId64, s, opt, min, max);
+            cmd_error("invalid value '%s' for %s: expected an integer from %" PRId64 " to %" PRId64,
+                      s, opt, min, max);
         return -1;
     }
     *out = v;

@@ -26,9 +26,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define DUMP_READ_BYTES (1u << 20)       /* bytes asked of log_read per round */
-#define STDIN_MAX_BYTES (256u << 20)     /* refuse larger input than this before encoding */
-#define RECORD_MAX_OVERHEAD 40u          /* varints + attributes of one record, generously */
+#define DUMP_READ_BYTES (1u << 20)   /* bytes asked of log_read per round */
+#define STDIN_MAX_BYTES (256u << 20) /* refuse larger input than this before encoding */
+#define RECORD_MAX_OVERHEAD 40u      /* varints + attributes of one record, generously */
 
 struct opts {
     const char *data_dir;
@@ -65,15 +65,14 @@ static const char common_help[] =
     "  -v, --verbose        print the store's log lines (recovery, truncation) to stderr\n"
     "  -h, --help           show this help\n";
 
-static const char list_usage[] =
-    "Usage: tern log list [--data-dir DIR]\n"
-    "\n"
-    "Prints one line per log:\n"
-    "  name=NAME start_offset=N end_offset=N bytes=N segments=N\n"
-    "and for a log refused at open because it is corrupt:\n"
-    "  name=NAME refused=true reason=\"...\"\n"
-    "\n"
-    "Options:\n";
+static const char list_usage[] = "Usage: tern log list [--data-dir DIR]\n"
+                                 "\n"
+                                 "Prints one line per log:\n"
+                                 "  name=NAME start_offset=N end_offset=N bytes=N segments=N\n"
+                                 "and for a log refused at open because it is corrupt:\n"
+                                 "  name=NAME refused=true reason=\"...\"\n"
+                                 "\n"
+                                 "Options:\n";
 
 static const char append_usage[] =
     "Usage: tern log append [--data-dir DIR] [--key KEY] NAME [VALUE ...]\n"
@@ -99,12 +98,11 @@ static const char dump_usage[] =
     "  -f, --from OFFSET    start at this offset (default: the log's start)\n"
     "  -n, --max N          print at most N records\n";
 
-static const char delete_usage[] =
-    "Usage: tern log delete [--data-dir DIR] NAME\n"
-    "\n"
-    "Deletes log NAME and all its files.\n"
-    "\n"
-    "Options:\n";
+static const char delete_usage[] = "Usage: tern log delete [--data-dir DIR] NAME\n"
+                                   "\n"
+                                   "Deletes log NAME and all its files.\n"
+                                   "\n"
+                                   "Options:\n";
 
 /* ---- option parsing ------------------------------------------------------------------------ */
 
@@ -222,14 +220,24 @@ static struct log *find_log(struct store *st, const char *dir, const char *name)
     return NULL;
 }
 
+static int stdout_errno; /* errno of the first failed write to stdout */
+
+/* True once a write to stdout failed (a closed pipe, a full disk). */
+static bool stdout_failed(void)
+{
+    if (ferror(stdout) && stdout_errno == 0)
+        stdout_errno = errno ? errno : EIO;
+    return stdout_errno != 0;
+}
+
 /* Flushes stdout; a closed pipe (`| head`) is not an error. Returns 0 or -1 (reported). */
 static int finish_stdout(void)
 {
-    if (fflush(stdout) == 0 && !ferror(stdout))
+    if (!stdout_failed() && fflush(stdout) != 0)
+        stdout_failed();
+    if (stdout_errno == 0 || stdout_errno == EPIPE)
         return 0;
-    if (errno == EPIPE)
-        return 0;
-    cmd_error("cannot write to standard output: %s", strerror(errno));
+    cmd_error("cannot write to standard output: %s", strerror(stdout_errno));
     return -1;
 }
 
@@ -451,9 +459,10 @@ static int run_append(int argc, char **argv)
 
     for (int i = optind + 1; i < argc; i++)
         add_record(&r, argv[i], strlen(argv[i]), o.key);
-    if (optind + 1 == argc && records_from_stdin(&r, o.key) < 0) {
-        if (cmd_interrupted())
-            rc = CMD_EXIT_INTERRUPTED;
+    if (optind + 1 == argc && records_from_stdin(&r, o.key) < 0 && !cmd_interrupted())
+        goto out;
+    if (cmd_interrupted()) { /* Ctrl-C before anything was written: append nothing */
+        rc = CMD_EXIT_INTERRUPTED;
         goto out;
     }
     if (r.n == 0) {
@@ -544,7 +553,8 @@ static int dump_batch(struct dump *d, const uint8_t *b, const struct batch_hdr *
     if (batch_iter_init(&it, b, h) < 0) {
         if (batch_last_offset(h) >= d->from)
             printf("offset=%" PRId64 "..%" PRId64 " compressed batch (codec %d): not shown\n",
-                   h->base_offset, batch_last_offset(h), h->attributes & BATCH_ATTR_COMPRESSION_MASK);
+                   h->base_offset, batch_last_offset(h),
+                   h->attributes & BATCH_ATTR_COMPRESSION_MASK);
         return 0;
     }
     struct batch_record rec;
@@ -557,8 +567,7 @@ static int dump_batch(struct dump *d, const uint8_t *b, const struct batch_hdr *
             d->left--;
     }
     if (d->left != 0 && rc < 0) {
-        cmd_error("log %s: malformed record in batch at offset %" PRId64, d->name,
-                  h->base_offset);
+        cmd_error("log %s: malformed record in batch at offset %" PRId64, d->name, h->base_offset);
         return -1;
     }
     return 0;
@@ -626,7 +635,7 @@ static int dump_log(struct log *log, const char *name, const struct opts *o)
     struct dump d = {.name = name, .from = o->from > start ? o->from : start, .left = o->max};
     int64_t off = d.from;
     int rc = 0;
-    while (rc == 0 && off < end && d.left != 0 && !cmd_interrupted() && !ferror(stdout))
+    while (rc == 0 && off < end && d.left != 0 && !cmd_interrupted() && !stdout_failed())
         rc = dump_slice(log, &d, &off, end);
     return rc < 0 ? -1 : 0;
 }

@@ -181,6 +181,12 @@ int batch_iter_next(struct batch_iter *it, struct batch_record *rec)
     return 1;
 }
 
+/* timestamp - first as Kafka stores it: two's complement, wrapping instead of overflowing */
+static int64_t ts_delta(int64_t ts, int64_t first)
+{
+    return (int64_t)((uint64_t)ts - (uint64_t)first);
+}
+
 static size_t record_body_size(const struct batch_rec_in *r, int64_t ts_delta, int i)
 {
     size_t n = 1 + (size_t)varint_size(ts_delta) + (size_t)varint_size(i);
@@ -218,7 +224,7 @@ int64_t batch_encode(void *out, size_t cap, const struct batch_rec_in *recs, int
     for (int i = 0; i < n; i++) {
         if (recs[i].timestamp > max_ts)
             max_ts = recs[i].timestamp;
-        size_t body = record_body_size(&recs[i], recs[i].timestamp - first_ts, i);
+        size_t body = record_body_size(&recs[i], ts_delta(recs[i].timestamp, first_ts), i);
         total += (size_t)varint_size((int64_t)body) + body;
     }
     if (total > cap || total > INT32_MAX)
@@ -238,7 +244,7 @@ int64_t batch_encode(void *out, size_t cap, const struct batch_rec_in *recs, int
     put32(p + 57, n);
     uint8_t *q = p + BATCH_HEADER_SIZE;
     for (int i = 0; i < n; i++)
-        q = encode_record(q, &recs[i], recs[i].timestamp - first_ts, i);
+        q = encode_record(q, &recs[i], ts_delta(recs[i].timestamp, first_ts), i);
     batch_update_crc(p, total);
     return (int64_t)total;
 }

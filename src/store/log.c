@@ -564,6 +564,7 @@ static int recover_segments(struct recovery *r)
         }
         /* a scanned segment may hold bytes that sit only in the page cache */
         s->synced_size = trusted ? s->size : 0;
+        seg_set_created(s, clock_wall_ms());
         prev_end = s->next_offset;
     }
     return 0;

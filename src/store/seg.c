@@ -283,7 +283,8 @@ static int64_t scan_one(struct seg_reader *r, uint64_t pos, uint64_t end, int64_
         *why = "batch extends past end of file";
         return TERN_ECORRUPT;
     }
-    if (h->base_offset < min_base || batch_last_offset(h) - min_base > (int64_t)UINT32_MAX) {
+    if (h->base_offset < min_base ||
+        batch_last_offset(h) - r->s->base > (int64_t)UINT32_MAX) {
         *why = "batch offset out of sequence";
         return TERN_ECORRUPT;
     }
@@ -529,8 +530,10 @@ int seg_extent(const struct seg *s, uint64_t pos, uint64_t max_end, int64_t limi
     long i = (long)s->nidx - 1;
     while (i >= 0 && (s->idx[i].pos > max_end || s->base + s->idx[i].rel >= limit))
         i--;
-    if (i >= 0 && s->idx[i].pos > p && s->idx[i].pos < s->size)
+    if (i >= 0 && s->idx[i].pos > p && s->idx[i].pos < s->size) {
         p = s->idx[i].pos;
+        nx = s->base + s->idx[i].rel; /* batches are contiguous: the jumped-over ones end here */
+    }
     while (p < s->size) {
         int rc = seg_read_header(s, p, &h);
         if (rc < 0)
@@ -599,6 +602,12 @@ int seg_find_time(const struct seg *s, int64_t ts, int64_t *offset)
         p += (uint64_t)h.length + BATCH_LOG_OVERHEAD;
     }
     return TERN_ERANGE;
+}
+
+void seg_set_created(struct seg *s, int64_t now_ms)
+{
+    int64_t first = s->ntidx ? s->tidx[0].ts : -1;
+    s->created_ms = first > 0 && first <= now_ms ? first : now_ms;
 }
 
 int seg_sync_index(struct seg *s)

@@ -106,6 +106,10 @@ int seg_extent(const struct seg *s, uint64_t pos, uint64_t max_end, int64_t limi
  * the first batch whose maxTimestamp >= ts), or TERN_ERANGE. */
 int seg_find_time(const struct seg *s, int64_t ts, int64_t *offset);
 
+/* Sets the age of a reopened segment for time-based rolling: the first batch's timestamp when
+ * it is plausible (not in the future), else now. */
+void seg_set_created(struct seg *s, int64_t now_ms);
+
 /* fsyncs the index files (at seal and close). */
 int seg_sync_index(struct seg *s);
 

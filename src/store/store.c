@@ -317,8 +317,26 @@ static void remove_log_dir(void *arg)
     free(dir);
 }
 
+/* Forgets a refused log and removes its files. Returns 0, or -ENOENT if name is not refused. */
+static int store_delete_refused(struct store *st, const char *name)
+{
+    for (size_t i = 0; i < st->nrefused; i++) {
+        if (strcmp(st->refused[i].name, name) != 0)
+            continue;
+        free(st->refused[i].name);
+        free(st->refused[i].reason);
+        st->refused[i] = st->refused[--st->nrefused];
+        remove_log_dir(join(st->logs_dir, name));
+        TLOG_INFO("store", "event=log_deleted log=%s refused=true", name);
+        return 0;
+    }
+    return -ENOENT;
+}
+
 int store_log_delete(struct store *st, const char *name)
 {
+    if (!store_name_valid(name))
+        return -EINVAL;
     for (size_t i = 0; i < st->nlogs; i++) {
         if (strcmp(st->logs[i].name, name) != 0)
             continue;
@@ -330,7 +348,7 @@ int store_log_delete(struct store *st, const char *name)
         TLOG_INFO("store", "event=log_deleted log=%s", name);
         return 0;
     }
-    return -ENOENT;
+    return store_delete_refused(st, name);
 }
 
 size_t store_log_count(const struct store *st)

@@ -40,7 +40,8 @@ int store_log(struct store *st, const char *name, const struct log_config *cfg,
               struct log **out);
 /* The open log called name, or NULL. */
 struct log *store_log_find(struct store *st, const char *name);
-/* Closes and removes a log and its files. */
+/* Closes and removes a log and its files; a refused (corrupt) log is removed too.
+ * Returns 0, -EINVAL for a bad name or -ENOENT. */
 int store_log_delete(struct store *st, const char *name);
 /* True when name is a valid log name. */
 int store_name_valid(const char *name);

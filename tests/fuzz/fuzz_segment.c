@@ -43,13 +43,18 @@ enum {
     F_DELETE = 0x80,
 };
 
-#define READ_BYTES 4096
+#define READ_BYTES_BIG 4096
+#define READ_BYTES_SMALL 150 /* about one seed batch: windows end in the middle of batches */
 #define MAX_READS 4096
 
+/* A broken promise of the code under test: say which, then crash so the fuzzer keeps it. */
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
-        if (!(cond))                                                                               \
-            __builtin_trap();                                                                      \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "fuzz_segment: check failed: %s at %s:%d\n", #cond, __FILE__,          \
+                    __LINE__);                                                                     \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 /* The decoded input. */
@@ -171,31 +176,38 @@ static void check_slice(const struct log_slice *s, int64_t asked)
         CHECK(sz > 0); /* a slice is a run of whole batches */
         if (pos == 0)
             CHECK(h.base_offset == s->base_offset && batch_last_offset(&h) >= asked);
-        CHECK(h.base_offset > prev_last && batch_last_offset(&h) < s->next_offset);
+        CHECK(h.base_offset > prev_last);              /* offsets ascend */
+        CHECK(batch_last_offset(&h) < s->next_offset); /* next_offset is past the slice */
         prev_last = batch_last_offset(&h);
         pos += (size_t)sz;
     }
     free(buf);
 }
 
-/* Reads every offset from start to end, slice by slice. */
-static void read_all(struct log *log)
+/* Reads every offset from start to end, slice by slice of at most max_bytes. */
+static void read_all_by(struct log *log, size_t max_bytes)
 {
     int64_t off = log_start_offset(log), end = log_end_offset(log);
     for (int i = 0; i < MAX_READS && off < end; i++) {
         struct log_slice s;
-        int rc = log_read(log, off, READ_BYTES, end, &s);
+        int rc = log_read(log, off, max_bytes, end, &s);
         if (rc < 0)
             return;
         if (s.len == 0) {
             log_slice_release(&s);
             return;
         }
+        CHECK(s.next_offset > off); /* a non-empty slice moves the reader on */
         check_slice(&s, off);
-        CHECK(s.next_offset > off);
         off = s.next_offset;
         log_slice_release(&s);
     }
+}
+
+static void read_all(struct log *log)
+{
+    read_all_by(log, READ_BYTES_BIG);
+    read_all_by(log, READ_BYTES_SMALL);
 }
 
 static void find_times(struct log *log, const struct input *in)

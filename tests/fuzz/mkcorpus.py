@@ -198,6 +198,10 @@ def segment_seeds():
     flipped[pos[1] + 40] ^= 0x20
     bad_index = b"".join(struct.pack("<II", o, p + 3) for o, p in zip(offs, pos))
     second = data[pos[3]:]
+    # baseOffset is outside the CRC: a second batch claiming offset 2^32 (found by fuzzing:
+    # the scan accepts it, but index entries hold offsets as u32 relative to the segment base)
+    jump = bytearray(data[:pos[2]])
+    jump[pos[1]:pos[1] + 8] = struct.pack(">q", 1 << 32)
     return {
         "valid_multi_batch.bin": seg_input(data),
         "valid_one_batch.bin": seg_input(simple(0, [b"only"])),
@@ -227,6 +231,7 @@ def segment_seeds():
         "zero_length.bin": b"",
         "garbage.bin": bytes([0]) + rnd.randbytes(300),
         "second_segment_only.bin": seg_input(b"", F_SPLIT, split=(0, 9)) + second,
+        "base_offset_jump_2pow32.bin": seg_input(bytes(jump)),
     }
 
 

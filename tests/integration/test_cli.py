@@ -2,6 +2,7 @@
 
 import os
 import re
+import signal
 import subprocess
 import time
 
@@ -175,6 +176,20 @@ def test_append_empty_stdin_fails(tern, data_dir):
     assert r.stdout == ""
 
 
+def test_interrupted_stdin_append_appends_nothing(tern_bin, data_dir, tmp_path):
+    p = subprocess.Popen([tern_bin, "log", "append", "--data-dir", data_dir, "intr"],
+                         cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    p.stdin.write(b"typed but not finished\n")
+    p.stdin.flush()
+    time.sleep(0.2)
+    p.send_signal(signal.SIGINT)  # Ctrl-C before end of input
+    out, _ = p.communicate(timeout=TIMEOUT)
+    assert p.returncode == 130
+    assert out == b""
+    assert not data_dir.exists()  # stdin is read before the data directory is opened
+
+
 def test_values_starting_with_dash_after_double_dash(tern, data_dir):
     append(tern, data_dir, "dash", "-1", "--not-an-option")
     assert [v for _, _, _, v in dump(tern, data_dir, "dash")] == ["-1", "--not-an-option"]
@@ -222,6 +237,30 @@ def test_dump_large_log_crosses_read_chunks(tern, data_dir):
         append(tern, data_dir, "big", big, big)
     recs = dump(tern, data_dir, "big")
     assert len(recs) == 50 and all(v == big for *_, v in recs)
+
+
+def test_dump_into_closed_pipe_closes_cleanly(tern_bin, tern, data_dir, tmp_path):
+    big = "y" * 100_000
+    for _ in range(5):  # ~1 MB of output: far more than a pipe holds
+        append(tern, data_dir, "piped", big, big)
+    marker = data_dir / "logs" / "piped" / "clean-shutdown"
+    p = subprocess.Popen([tern_bin, "log", "dump", "--data-dir", data_dir, "piped"],
+                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout.read(10) == b"offset=0 t"
+    p.stdout.close()  # like `| head`
+    assert p.wait(TIMEOUT) == 0
+    assert p.stderr.read() == b""
+    p.stderr.close()
+    assert marker.exists()  # the store was closed, not killed by SIGPIPE
+
+
+def test_dump_write_error_fails(tern_bin, tern, data_dir, tmp_path):
+    append(tern, data_dir, "full", "x" * 10_000)
+    with open("/dev/full", "wb") as full:
+        r = subprocess.run([tern_bin, "log", "dump", "--data-dir", data_dir, "full"],
+                           cwd=tmp_path, stdout=full, stderr=subprocess.PIPE, timeout=TIMEOUT)
+    assert r.returncode == 1
+    assert b"cannot write to standard output" in r.stderr
 
 
 def test_dump_unknown_log_fails(tern, data_dir):

@@ -143,6 +143,28 @@ static void test_reopen_clean(void **state)
     check_records(f, 0, 40, 2);
     fill(f, 1, 2, 0);
     assert_true(log_end_offset(f->log) == 82);
+    /* a reopened segment keeps its age: the append did not roll a new one */
+    assert_int_equal(log_segment_count(f->log), segs);
+}
+
+static void test_read_in_small_chunks(void **state)
+{
+    struct fx *f = *state;
+    f->cfg.segment_bytes = 1 << 20;
+    open_log(f);
+    fill(f, 40, 1, 3000); /* ~3 KiB batches, an index entry about every batch */
+    int64_t off = 0, n = 0;
+    for (size_t max = 1; off < log_end_offset(f->log); max = max * 3 + 1000) {
+        struct log_slice s;
+        assert_int_equal(log_read(f->log, off, max % 20000, log_end_offset(f->log), &s), 0);
+        assert_true(s.len > 0);
+        assert_true(s.base_offset == off);
+        assert_true(s.next_offset > off); /* every read makes progress */
+        n += s.next_offset - off;
+        off = s.next_offset;
+        log_slice_release(&s);
+    }
+    assert_true(n == 40);
 }
 
 static void test_reopen_unclean_scans(void **state)
@@ -356,6 +378,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_append_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_clean, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_in_small_chunks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_unclean_scans, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_and_damaged_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_find_time, setup, teardown),

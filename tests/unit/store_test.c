@@ -123,6 +123,10 @@ static void test_corrupt_log_refused_others_work(void **state)
     assert_true(log_end_offset(log) == 10);
     put(st, "healthy", 1);
     assert_true(log_end_offset(log) == 11);
+    /* a refused log can still be deleted */
+    assert_int_equal(store_log_delete(st, "broken"), 0);
+    assert_int_equal(store_refused_count(st), 0);
+    assert_true(access(tu_path(dir, "logs/broken"), F_OK) != 0);
     store_close(st, NULL, NULL);
 }
 
