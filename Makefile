@@ -6,6 +6,7 @@
 #   make fuzz       run every libFuzzer target for FUZZ_SECONDS each (clang-14)
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
+FUZZ_TMPDIR ?= /dev/shm   # fuzz_segment writes a log directory per input: keep it in RAM
 ifeq ($(CI),true)
 export TERN_WERROR := ON
 endif
@@ -51,10 +52,11 @@ bench-store: release
 fuzz: deps
 	@cmake --preset fuzz >/dev/null
 	@cmake --build --preset fuzz -j $(JOBS)
-	@for t in build/fuzz/tests/fuzz/fuzz_*; do \
+	@ls build/fuzz/tests/fuzz_* >/dev/null 2>&1 || { echo "fuzz: no targets built" >&2; exit 1; }
+	@for t in build/fuzz/tests/fuzz_*; do \
 	  name=$$(basename $$t); mkdir -p build/fuzz/corpus/$$name; \
 	  echo "fuzz: $$name for $(FUZZ_SECONDS)s"; \
-	  $$t -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus/$$name tests/fuzz/corpus/$${name#fuzz_} || exit 1; \
+	  TMPDIR=$(FUZZ_TMPDIR) $$t -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus/$$name tests/fuzz/corpus/$${name#fuzz_} || exit 1; \
 	done
 
 clean:
