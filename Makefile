@@ -6,7 +6,8 @@
 #   make fuzz       run every libFuzzer target for FUZZ_SECONDS each (clang-14)
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
-FUZZ_TMPDIR ?= /dev/shm   # fuzz_segment writes a log directory per input: keep it in RAM
+# fuzz_segment writes a log directory per input: keep it in RAM
+FUZZ_TMPDIR ?= /dev/shm
 ifeq ($(CI),true)
 export TERN_WERROR := ON
 endif
