@@ -86,6 +86,7 @@ struct log {
     bool clean_open;
     bool closing;
     bool sync_inline;     /* log_sync is completing a job: do not finish a close there */
+    bool answering;       /* waiters are being answered: their appends join the next job */
     struct sync_job *job; /* in flight */
     bool force_ckpt;      /* a roll or truncation wants a checkpoint soon */
     int ckpt_fd;
@@ -297,13 +298,18 @@ static void job_complete(struct sync_job *j)
             log->force_ckpt = false;
         }
         log->sync_ms = clock_wall_ms();
+        /* waiters that append and wait again must all share the next fsync, so none of them
+         * may start it: it is submitted once, below, after every waiter has run */
+        log->answering = true;
         waiters_fire(log, 0);
+        log->answering = false;
     }
     free(j);
     if (log->closing && !log->sync_inline)
         log_finish_close(log);
-    else if (!log->err && log->loop && log->cfg.fsync_mode == LOG_FSYNC_ALWAYS &&
-             log->durable_offset < log->end_offset)
+    else if (!log->err && log->loop &&
+             ((log->cfg.fsync_mode == LOG_FSYNC_ALWAYS && log->durable_offset < log->end_offset) ||
+              log->force_ckpt))
         job_submit(log);
 }
 
@@ -323,7 +329,7 @@ static void job_after_cb(uv_work_t *req, int status)
 /* Starts an fsync job on the pool unless one is in flight (it resubmits when it ends). */
 static void job_submit(struct log *log)
 {
-    if (log->job || log->err || !log->loop)
+    if (log->job || log->err || !log->loop || log->answering)
         return;
     struct sync_job *j = job_prepare(log, clock_wall_ms());
     log->job = j;
