@@ -496,10 +496,55 @@ static long idx_floor(const struct seg *s, uint64_t rel_target)
     return ans;
 }
 
+/* Index of the last entry with pos <= pos_target, or -1. */
+static long idx_floor_pos(const struct seg *s, uint64_t pos_target)
+{
+    long lo = 0, hi = (long)s->nidx - 1, ans = -1;
+    while (lo <= hi) {
+        long mid = lo + (hi - lo) / 2;
+        if (s->idx[mid].pos <= pos_target) {
+            ans = mid;
+            lo = mid + 1;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    return ans;
+}
+
+/* Reads batch headers walking forward, SEG_WALK_CHUNK bytes per pread. */
+#define SEG_WALK_CHUNK 8192
+
+struct hdr_walk {
+    const struct seg *s;
+    uint64_t bpos;
+    size_t blen;
+    uint8_t buf[SEG_WALK_CHUNK];
+};
+
+static int walk_header(struct hdr_walk *w, uint64_t p, struct batch_hdr *h)
+{
+    if (p + BATCH_HEADER_SIZE > w->s->size)
+        return TERN_ECORRUPT;
+    if (p < w->bpos || p + BATCH_HEADER_SIZE > w->bpos + w->blen) {
+        uint64_t want = w->s->size - p < SEG_WALK_CHUNK ? w->s->size - p : SEG_WALK_CHUNK;
+        ssize_t n = file_pread_all(w->s->fd, w->buf, (size_t)want, (off_t)p);
+        if (n < 0)
+            return (int)n;
+        if ((size_t)n < BATCH_HEADER_SIZE)
+            return TERN_ECORRUPT;
+        w->bpos = p;
+        w->blen = (size_t)n;
+    }
+    int64_t r = batch_parse(w->buf + (p - w->bpos), BATCH_HEADER_SIZE, UINT32_MAX, h);
+    return (r < 0 && r != TERN_EAGAIN) ? TERN_ECORRUPT : 0;
+}
+
 int seg_lookup(const struct seg *s, int64_t offset, uint64_t *pos, struct batch_hdr *h)
 {
     if (offset >= s->next_offset)
         return TERN_ERANGE;
+    struct hdr_walk w = {.s = s};
     uint64_t p = 0;
     if (offset > s->base) {
         long i = idx_floor(s, (uint64_t)(offset - s->base));
@@ -508,7 +553,7 @@ int seg_lookup(const struct seg *s, int64_t offset, uint64_t *pos, struct batch_
             p = s->idx[i].pos;
     }
     while (p < s->size) {
-        int rc = seg_read_header(s, p, h);
+        int rc = walk_header(&w, p, h);
         if (rc < 0)
             return rc;
         if (batch_last_offset(h) >= offset) {
@@ -523,19 +568,21 @@ int seg_lookup(const struct seg *s, int64_t offset, uint64_t *pos, struct batch_
 int seg_extent(const struct seg *s, uint64_t pos, uint64_t max_end, int64_t limit,
                uint64_t *end, int64_t *next)
 {
+    struct hdr_walk w = {.s = s};
     struct batch_hdr h;
     uint64_t p = pos;
     int64_t nx = -1;
     /* jump with the index to the last entry inside the window whose batch is below limit */
-    long i = (long)s->nidx - 1;
-    while (i >= 0 && (s->idx[i].pos > max_end || s->base + s->idx[i].rel >= limit))
-        i--;
+    long i = limit > s->base ? idx_floor(s, (uint64_t)(limit - 1 - s->base)) : -1;
+    long j = idx_floor_pos(s, max_end);
+    if (j < i)
+        i = j;
     if (i >= 0 && s->idx[i].pos > p && s->idx[i].pos < s->size) {
         p = s->idx[i].pos;
         nx = s->base + s->idx[i].rel; /* batches are contiguous: the jumped-over ones end here */
     }
     while (p < s->size) {
-        int rc = seg_read_header(s, p, &h);
+        int rc = walk_header(&w, p, &h);
         if (rc < 0)
             return rc;
         uint64_t q = p + (uint64_t)h.length + BATCH_LOG_OVERHEAD;
