@@ -41,11 +41,28 @@ static void test_incremental_and_hw_sw_agree(void **state)
     }
 }
 
+static void test_long_buffers(void **state)
+{
+    (void)state;
+    /* lengths around and far past the interleaved path's 3 KiB chunk */
+    static uint8_t buf[300000];
+    uint32_t x = 99;
+    for (size_t i = 0; i < sizeof(buf); i++) {
+        x = x * 1664525u + 1013904223u;
+        buf[i] = (uint8_t)(x >> 24);
+    }
+    const size_t lens[] = {3071, 3072, 3073, 6143, 6144, 9217, 100003, 299999};
+    for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++)
+        for (size_t off = 0; off < 3; off++)
+            assert_int_equal(crc32c(7, buf + off, lens[k]), crc32c_sw(7, buf + off, lens[k]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_known_answers),
         cmocka_unit_test(test_incremental_and_hw_sw_agree),
+        cmocka_unit_test(test_long_buffers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
