@@ -233,6 +233,56 @@ static void test_interval_mode_acks_at_once(void **state)
     assert_true(log_durable_offset(f->log) == log_end_offset(f->log));
 }
 
+/* Reopens the log on the loop in the given mode. */
+static void reopen_mode(struct fx *f, enum log_fsync_mode mode)
+{
+    log_close(f->log, NULL, NULL);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    f->cfg.fsync_mode = mode;
+    f->cfg.segment_bytes = 4096;
+    char err[256];
+    assert_int_equal(log_open(&f->loop, f->logdir, &f->cfg, &f->log, err, sizeof(err)), 0);
+}
+
+static void test_never_mode_loss_window(void **state)
+{
+    struct fx *f = *state;
+    reopen_mode(f, LOG_FSYNC_NEVER);
+    uint64_t before = faultfs_calls(FAULTFS_OP_FDATASYNC);
+    size_t len;
+    uint8_t *b = tu_batch("n", 1, 100, NOW, &len);
+    struct log_append_info info;
+    assert_int_equal(log_append(f->log, b, len, NOW, &info), 0);
+    assert_int_equal(log_wait_durable(f->log, info.last_offset + 1, on_durable, &apps[0]), 1);
+    log_tick(f->log, clock_wall_ms() + 3600 * 1000);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(faultfs_calls(FAULTFS_OP_FDATASYNC), before); /* never fsyncs by itself */
+    /* a machine crash now loses the acknowledged record: the documented window */
+    faultfs_crash();
+    log_close(f->log, NULL, NULL);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    faultfs_restart(FAULTFS_DROP, 1);
+    char err[256];
+    assert_int_equal(log_open(&f->loop, f->logdir, &f->cfg, &f->log, err, sizeof(err)), 0);
+    assert_true(log_end_offset(f->log) == 0);
+    /* a roll makes everything before it durable */
+    while (log_segment_count(f->log) < 2)
+        assert_int_equal(log_append(f->log, b, len, NOW, &info), 0);
+    int64_t rolled_at = info.base_offset;
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_true(faultfs_calls(FAULTFS_OP_FDATASYNC) > before);
+    free(b);
+    faultfs_crash();
+    log_close(f->log, NULL, NULL);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    f->log = NULL;
+    faultfs_restart(FAULTFS_DROP, 1);
+    assert_int_equal(log_open(NULL, f->logdir, &f->cfg, &f->log, err, sizeof(err)), 0);
+    assert_true(log_end_offset(f->log) >= rolled_at);
+    log_close(f->log, NULL, NULL);
+    f->log = NULL;
+}
+
 static void test_close_with_fsync_in_flight(void **state)
 {
     struct fx *f = *state;
@@ -261,6 +311,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fsync_failure_reaches_every_waiter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_acked_offsets_survive_crash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_interval_mode_acks_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_never_mode_loss_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_with_fsync_in_flight, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
