@@ -18,24 +18,27 @@
 
 static volatile sig_atomic_t interrupted;
 
+static void verror(const char *fmt, va_list ap)
+{
+    fputs("tern: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
 void cmd_error(const char *fmt, ...)
 {
     va_list ap;
-    fputs("tern: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    verror(fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
 }
 
 int cmd_usage_error(const char *name, const char *fmt, ...)
 {
     va_list ap;
-    fputs("tern: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    verror(fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     fprintf(stderr, "Try 'tern %s%s--help' for more information.\n", name ? name : "",
             name ? " " : "");
     return CMD_EXIT_USAGE;
