@@ -51,7 +51,7 @@ static void test_long_buffers(void **state)
         x = x * 1664525u + 1013904223u;
         buf[i] = (uint8_t)(x >> 24);
     }
-    const size_t lens[] = {3071, 3072, 3073, 6143, 6144, 9217, 100003, 299999};
+    const size_t lens[] = {3071, 3072, 3073, 6143, 6144, 9217, 100003, 299990};
     for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++)
         for (size_t off = 0; off < 3; off++)
             assert_int_equal(crc32c(7, buf + off, lens[k]), crc32c_sw(7, buf + off, lens[k]));
