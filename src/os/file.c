@@ -3,9 +3,13 @@
  */
 #include "os/file.h"
 
+#include "base/tern.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -159,4 +163,29 @@ int64_t file_size(int fd)
     if (fstat(fd, &st) < 0)
         return -errno;
     return st.st_size;
+}
+
+int file_mkdir(const char *path)
+{
+    if (mkdir(path, 0755) < 0)
+        return errno == EEXIST ? 0 : -errno;
+    char *parent = tern_xstrdup(path);
+    char *slash = strrchr(parent, '/');
+    int rc = 0;
+    if (slash) {
+        *slash = '\0';
+        rc = file_sync_dir(slash == parent ? "/" : parent);
+    } else {
+        rc = file_sync_dir(".");
+    }
+    free(parent);
+    return rc;
+}
+
+char *file_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = tern_xmalloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
 }

@@ -47,6 +47,10 @@ int file_rename(const char *from, const char *to);
 int file_unlink(const char *path);
 /* fsyncs a directory so that entries created, renamed or removed in it are durable. */
 int file_sync_dir(const char *path);
+/* Creates directory path (0 if it exists) and fsyncs its parent so the entry is durable. */
+int file_mkdir(const char *path);
+/* "dir/name", malloc'ed (aborts on allocation failure); the caller frees it. */
+char *file_join(const char *dir, const char *name);
 /* Size of an open file, or -errno. */
 int64_t file_size(int fd);
 

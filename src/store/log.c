@@ -119,14 +119,6 @@ static const char *log_name(const struct log *log)
     return s ? s + 1 : log->dir;
 }
 
-static char *path_join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = tern_xmalloc(n);
-    snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 static struct seg *active(const struct log *log)
 {
     return log->segs[log->nsegs - 1];
@@ -251,7 +243,6 @@ static struct sync_job *job_prepare(struct log *log, int64_t now_ms)
         log->closing) {
         j->write_ckpt = true;
         j->ckpt = ckpt_now(log, j->target, log->ckpt.seq + 1);
-        j->ckpt.seg_pos = active(log)->size;
         j->ckpt_fd = log->ckpt_fd;
     }
     return j;
@@ -595,7 +586,7 @@ static int open_segments(struct log *log)
 /* Removes the clean-shutdown marker; returns 1 when it was there, 0 if not, or -errno. */
 static int take_clean_marker(struct log *log)
 {
-    char *p = path_join(log->dir, CLEAN_MARKER);
+    char *p = file_join(log->dir, CLEAN_MARKER);
     int rc = file_unlink(p);
     free(p);
     if (rc == -ENOENT)
@@ -604,22 +595,6 @@ static int take_clean_marker(struct log *log)
         return rc;
     rc = file_sync_dir(log->dir);
     return rc < 0 ? rc : 1;
-}
-
-static int ensure_dir(const char *dir)
-{
-    if (mkdir(dir, 0755) == 0) {
-        char *parent = tern_xstrdup(dir);
-        char *slash = strrchr(parent, '/');
-        int rc = 0;
-        if (slash) {
-            *slash = '\0';
-            rc = file_sync_dir(slash == parent ? "/" : parent);
-        }
-        free(parent);
-        return rc;
-    }
-    return errno == EEXIST ? 0 : -errno;
 }
 
 /* Settles offsets after recovery, creates a first segment when needed and makes it all
@@ -658,10 +633,10 @@ static int recover_finish(struct recovery *r)
 static int log_recover(struct log *log, char *errbuf, size_t errlen)
 {
     struct recovery r = {.log = log, .errbuf = errbuf, .errlen = errlen};
-    int rc = ensure_dir(log->dir);
+    int rc = file_mkdir(log->dir);
     if (rc < 0)
         return rc;
-    char *cp = path_join(log->dir, "checkpoint");
+    char *cp = file_join(log->dir, "checkpoint");
     log->ckpt_fd = file_open(cp, O_RDWR | O_CREAT, 0644);
     free(cp);
     if (log->ckpt_fd < 0)
@@ -734,7 +709,7 @@ static void log_finish_close(struct log *log)
         log_sync(log);
     }
     if (!log->err) {
-        char *p = path_join(log->dir, CLEAN_MARKER);
+        char *p = file_join(log->dir, CLEAN_MARKER);
         int fd = file_open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         free(p);
         int rc = fd < 0 ? fd : file_close(fd);

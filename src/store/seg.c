@@ -184,9 +184,8 @@ static int seg_index_batch(struct seg *s, uint64_t pos, const struct batch_hdr *
             tidx_push(s, h->max_timestamp, rel);
             s->last_tidx_pos = pos;
             s->index_dirty = true;
-        } else if (s->ntidx > 0) {
-            /* keep the in-memory max; the file entry stays a lower bound (still correct) */
         }
+        /* without a new entry the newest one stays a lower bound of the max: still correct */
         s->max_ts = h->max_timestamp;
     }
     return 0;

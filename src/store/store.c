@@ -76,24 +76,9 @@ int store_name_valid(const char *name)
     return 1;
 }
 
-static char *join(const char *a, const char *b)
-{
-    size_t n = strlen(a) + strlen(b) + 2;
-    char *p = tern_xmalloc(n);
-    snprintf(p, n, "%s/%s", a, b);
-    return p;
-}
-
-static int mkdir_durable(const char *dir, const char *parent)
-{
-    if (mkdir(dir, 0755) < 0)
-        return errno == EEXIST ? 0 : -errno;
-    return file_sync_dir(parent);
-}
-
 static int store_lock(struct store *st)
 {
-    char *p = join(st->data_dir, "LOCK");
+    char *p = file_join(st->data_dir, "LOCK");
     st->lock_fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     free(p);
     if (st->lock_fd < 0)
@@ -123,7 +108,7 @@ static int store_open_one(struct store *st, const char *name, const struct log_c
                           struct log **out)
 {
     char errbuf[512];
-    char *dir = join(st->logs_dir, name);
+    char *dir = file_join(st->logs_dir, name);
     int rc = log_open(st->loop, dir, cfg ? cfg : &st->cfg.log, out, errbuf, sizeof(errbuf));
     free(dir);
     if (rc == TERN_ECORRUPT) {
@@ -196,12 +181,12 @@ int store_open(uv_loop_t *loop, const struct store_config *cfg, struct store **o
     st->cfg = *cfg;
     st->lock_fd = -1;
     st->data_dir = tern_xstrdup(cfg->data_dir);
-    st->logs_dir = join(st->data_dir, "logs");
-    int rc = mkdir(st->data_dir, 0755) < 0 && errno != EEXIST ? -errno : 0;
+    st->logs_dir = file_join(st->data_dir, "logs");
+    int rc = file_mkdir(st->data_dir);
     if (rc == 0)
         rc = store_lock(st);
     if (rc == 0)
-        rc = mkdir_durable(st->logs_dir, st->data_dir);
+        rc = file_mkdir(st->logs_dir);
     if (rc == 0)
         rc = store_open_all(st);
     if (rc < 0) {
@@ -301,7 +286,7 @@ static void remove_log_dir(void *arg)
         while ((e = readdir(d)) != NULL) {
             if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
                 continue;
-            char *p = join(dir, e->d_name);
+            char *p = file_join(dir, e->d_name);
             file_unlink(p);
             free(p);
         }
@@ -326,7 +311,7 @@ static int store_delete_refused(struct store *st, const char *name)
         free(st->refused[i].name);
         free(st->refused[i].reason);
         st->refused[i] = st->refused[--st->nrefused];
-        remove_log_dir(join(st->logs_dir, name));
+        remove_log_dir(file_join(st->logs_dir, name));
         TLOG_INFO("store", "event=log_deleted log=%s refused=true", name);
         return 0;
     }
@@ -341,7 +326,7 @@ int store_log_delete(struct store *st, const char *name)
         if (strcmp(st->logs[i].name, name) != 0)
             continue;
         struct log *log = st->logs[i].log;
-        char *dir = join(st->logs_dir, name);
+        char *dir = file_join(st->logs_dir, name);
         free(st->logs[i].name);
         st->logs[i] = st->logs[--st->nlogs];
         log_close(log, remove_log_dir, dir);
