@@ -1,7 +1,8 @@
 # Thin wrapper over CMake presets (CMakePresets.json is the source of truth).
 #   make            release build: build/release/ternd and build/release/tern (linked as build/ternd, build/tern)
 #   make run        install deps, build, start ternd in the foreground with data in ./data
-#   make test       install deps, build, run every test layer, then all of it again under ASan+UBSan
+#   make test       install deps, build, run every test layer, the threaded ones under TSan, then
+#                   all of it again under ASan+UBSan
 #   make bench-store  storage engine benchmark (see bench/README.md)
 #   make fuzz       run every libFuzzer target for FUZZ_SECONDS each (clang-14)
 JOBS ?= $(shell nproc)
@@ -13,7 +14,7 @@ export TERN_WERROR := ON
 endif
 RUN_ARGS ?=
 
-.PHONY: all deps release debug asan run test test-release test-asan bench-store fuzz clean
+.PHONY: all deps release debug asan tsan run test test-release test-tsan test-asan bench-store fuzz clean
 
 all: release
 
@@ -34,6 +35,10 @@ asan: deps
 	@cmake --preset asan >/dev/null
 	@cmake --build --preset asan -j $(JOBS)
 
+tsan: deps
+	@cmake --preset tsan >/dev/null
+	@cmake --build --preset tsan -j $(JOBS)
+
 run: release
 	@mkdir -p data
 	exec build/release/ternd --data-dir ./data $(RUN_ARGS)
@@ -41,11 +46,15 @@ run: release
 test-release: release
 	cd build/release && ctest --output-on-failure -j $(JOBS)
 
+# ThreadSanitizer over the tests that run the loop and the fsync pool together.
+test-tsan: tsan
+	cd build/tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j $(JOBS) -R '^(unit|component)/'
+
 test-asan: asan
 	cd build/asan && ctest --output-on-failure -j $(JOBS)
 
-# Both layers run; the last line printed is ctest's summary of the ASan+UBSan run.
-test: test-release test-asan
+# Every layer runs; the last line printed is ctest's summary of the ASan+UBSan run.
+test: test-release test-tsan test-asan
 
 bench-store: release
 	build/release/bench/bench_store $(BENCH_ARGS)

@@ -360,10 +360,12 @@ void faultfs_uninstall(void)
 
 void faultfs_crash(void)
 {
+    pthread_mutex_lock(&mu); /* an fsync may be running on the pool thread */
     for (struct node *n = nodes; n; n = n->next)
         if (n->live && n->path && !read_whole(n->path, &n->at_crash, &n->clen))
             n->clen = 0;
     crashed = true;
+    pthread_mutex_unlock(&mu);
 }
 
 static uint64_t rnd(uint64_t *s)
