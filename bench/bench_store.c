@@ -48,6 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/sysinfo.h>
@@ -128,6 +129,7 @@ struct row {
     double syncs_before;     /* ROW_ALWAYS: fdatasync rate measured just before the row */
     double syncs_after;      /* ... and just after it */
     bool bw_bound;           /* ROW_ALWAYS: the ceiling is write bandwidth, not fsyncs x N */
+    double loop_cpu;         /* ROW_ALWAYS: CPU time of the loop thread / wall time */
     double passes;           /* ROW_READ: engine passes over the whole log */
     double slices;           /* ROW_READ: log_read calls in them */
     double same_file_mbps;   /* ROW_READ: raw pread of the log's own segment file */
@@ -875,6 +877,7 @@ struct always_run {
     struct log *log;
     uint64_t t0, deadline_ns, t_end;
     struct io_counts io0, io;
+    double cpu0, cpu_end; /* the loop thread's CPU seconds at the start and at t_end */
     int active;
     uint64_t acks;
     int recs; /* per batch */
@@ -903,12 +906,23 @@ static void on_watchdog(uv_timer_t *t)
          run->active, WATCHDOG_EXTRA_MS);
 }
 
+/* CPU seconds (user + system) used so far by the calling thread. */
+static double thread_cpu_seconds(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_THREAD, &ru) < 0)
+        die(-errno, "getrusage");
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
+}
+
 static void appender_stop(struct appender *a)
 {
     struct always_run *run = a->run;
     if (--run->active > 0)
         return;
     run->t_end = clock_mono_ns();
+    run->cpu_end = thread_cpu_seconds();
     run->io = io_since(&run->io0);
     int rc = uv_timer_start(&run->stopper, on_stopper, 0, 0);
     if (rc < 0)
@@ -996,6 +1010,7 @@ static void always_run(struct bench *b, const char *dir, const struct shape *sh,
     run.active = n;
     run.recs = sh->recs;
     run.io0 = io_snap();
+    run.cpu0 = thread_cpu_seconds();
     run.t0 = clock_mono_ns();
     run.deadline_ns = run.t0 + (uint64_t)(b->opt.seconds * 1e9);
     for (int i = 0; i < n; i++)
@@ -1009,6 +1024,7 @@ static void always_run(struct bench *b, const char *dir, const struct shape *sh,
         die(rc, "uv_loop_close");
 
     r->seconds = (double)(run.t_end - run.t0) / 1e9;
+    r->loop_cpu = (run.cpu_end - run.cpu0) / r->seconds;
     r->io = run.io;
     r->batches = (double)run.acks;
     r->records = r->batches * sh->recs;
@@ -1093,9 +1109,11 @@ static void row_notes(const struct row *r, char *out, size_t cap)
         break;
     case ROW_ALWAYS:
         snprintf(out, cap,
-                 "%.0f fdatasync/s (raw %.0f/%.0f), %.2f batch/fdatasync, %.2f pwrite/batch",
+                 "%.0f fdatasync/s (raw %.0f/%.0f), %.2f batch/fdatasync, %.2f pwrite/batch, "
+                 "loop cpu %.0f%%",
                  (double)c->syncs / r->seconds, r->syncs_before, r->syncs_after,
-                 c->syncs ? r->batches / (double)c->syncs : 0.0, (double)c->pwrites / r->batches);
+                 c->syncs ? r->batches / (double)c->syncs : 0.0, (double)c->pwrites / r->batches,
+                 r->loop_cpu * 100);
         break;
     case ROW_READ:
         snprintf(out, cap, "same file raw %.0f MB/s (%.0f%%); %.0f batch/slice, %.2f pread/slice",
@@ -1182,9 +1200,10 @@ static void json_row(FILE *f, const struct row *r, bool last)
             "     \"append_seconds\": %.6f, \"sync_seconds\": %.6f, \"raw_write_bytes\": %llu, "
             "\"raw_write_seconds\": %.6f, \"raw_sync_seconds\": %.6f,\n"
             "     \"fdatasync_per_s_before\": %.1f, \"fdatasync_per_s_after\": %.1f, "
+            "\"loop_cpu\": %.4f, "
             "\"read_passes\": %.0f, \"read_slices\": %.0f, \"read_same_file_mb_per_s\": %.3f}%s\n",
             r->t_append, r->t_sync, (unsigned long long)r->raw.bytes, r->raw.t_write, r->raw.t_sync,
-            r->syncs_before, r->syncs_after, r->passes, r->slices, r->same_file_mbps,
+            r->syncs_before, r->syncs_after, r->loop_cpu, r->passes, r->slices, r->same_file_mbps,
             last ? "" : ",");
 }
 
