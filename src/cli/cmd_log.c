@@ -11,14 +11,12 @@
 
 #include "base/clock.h"
 #include "base/tern.h"
-#include "base/varint.h"
 #include "cli/cmd.h"
 #include "os/file.h"
 #include "store/batch.h"
 #include "store/log.h"
 #include "store/store.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -248,28 +246,18 @@ static int cmp_names(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* The sorted names of the valid log directories under <dir>/logs; *n_out entries. */
-static char **read_log_names(const char *dir, size_t *n_out)
+/* The sorted names of every log the store found, open or refused; *n_out entries. The names
+ * belong to the store: free only the array. */
+static const char **log_names(const struct store *st, size_t *n_out)
 {
-    char path[PATH_MAX];
-    snprintf(path, sizeof(path), "%s/logs", dir);
-    size_t n = 0, cap = 16;
-    char **names = tern_xmalloc(cap * sizeof(*names));
-    DIR *d = opendir(path);
-    struct dirent *e;
-    while (d && (e = readdir(d)) != NULL) {
-        if (!store_name_valid(e->d_name))
-            continue;
-        if (n == cap) {
-            cap *= 2;
-            names = tern_xrealloc(names, cap * sizeof(*names));
-        }
-        names[n++] = tern_xstrdup(e->d_name);
-    }
-    if (d)
-        closedir(d);
-    qsort(names, n, sizeof(*names), cmp_names);
-    *n_out = n;
+    size_t open = store_log_count(st), refused = store_refused_count(st);
+    const char **names = tern_xcalloc(open + refused + 1, sizeof(*names));
+    for (size_t i = 0; i < open; i++)
+        names[i] = store_log_name(st, i);
+    for (size_t i = 0; i < refused; i++)
+        names[open + i] = store_refused_name(st, i);
+    qsort(names, open + refused, sizeof(*names), cmp_names);
+    *n_out = open + refused;
     return names;
 }
 
@@ -301,11 +289,9 @@ static int run_list(int argc, char **argv)
     if (cmd_store_open(o.data_dir, true, o.verbose, &st) < 0)
         return CMD_EXIT_FAIL;
     size_t n;
-    char **names = read_log_names(o.data_dir, &n);
-    for (size_t i = 0; i < n; i++) {
+    const char **names = log_names(st, &n);
+    for (size_t i = 0; i < n; i++)
         print_log_line(st, names[i]);
-        free(names[i]);
-    }
     free(names);
     store_close(st, NULL, NULL);
     return finish_stdout() < 0 ? CMD_EXIT_FAIL : CMD_EXIT_OK;
@@ -487,19 +473,6 @@ out:
 
 /* ---- dump ---------------------------------------------------------------------------------- */
 
-/* Reads one length-prefixed byte string of a header; *s is NULL for length -1. */
-static int read_bytes(const uint8_t **p, const uint8_t *end, const uint8_t **s, int64_t *len)
-{
-    int n = varint_decode(*p, end, 5, len);
-    if (n < 0 || *len < -1 || *len > end - *p - n)
-        return -1;
-    *p += n;
-    *s = *len < 0 ? NULL : *p;
-    if (*len > 0)
-        *p += *len;
-    return 0;
-}
-
 static void print_field(const char *k, const uint8_t *s, int64_t len)
 {
     fputs(k, stdout);
@@ -513,15 +486,14 @@ static void print_headers(const struct batch_record *rec)
 {
     const uint8_t *p = rec->headers, *end = rec->headers + rec->headers_len;
     for (int32_t i = 0; i < rec->header_count; i++) {
-        const uint8_t *k, *v;
-        int64_t klen, vlen;
-        if (read_bytes(&p, end, &k, &klen) < 0 || read_bytes(&p, end, &v, &vlen) < 0) {
+        struct batch_header hd;
+        if (batch_header_next(&p, end, &hd) < 0) {
             fputs(" headers=malformed", stdout);
             return;
         }
         fputs(" header.", stdout);
-        print_field("", k, klen);
-        print_field("=", v, vlen);
+        print_field("", hd.key, hd.key_len);
+        print_field("=", hd.value, hd.value_len);
     }
 }
 

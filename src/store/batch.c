@@ -146,6 +146,14 @@ static int read_bytes(const uint8_t **p, const uint8_t *end, const uint8_t **out
     return 0;
 }
 
+int batch_header_next(const uint8_t **p, const uint8_t *end, struct batch_header *out)
+{
+    if (read_bytes(p, end, &out->key, &out->key_len) < 0 || out->key_len < 0 ||
+        read_bytes(p, end, &out->value, &out->value_len) < 0)
+        return TERN_EPROTO;
+    return 0;
+}
+
 int batch_iter_next(struct batch_iter *it, struct batch_record *rec)
 {
     if (it->left == 0)
@@ -165,9 +173,8 @@ int batch_iter_next(struct batch_iter *it, struct batch_record *rec)
         return TERN_EPROTO;
     rec->headers = p;
     for (int64_t i = 0; i < nhdr; i++) {
-        const uint8_t *k, *v;
-        int32_t kl, vl;
-        if (read_bytes(&p, rend, &k, &kl) < 0 || kl < 0 || read_bytes(&p, rend, &v, &vl) < 0)
+        struct batch_header hd;
+        if (batch_header_next(&p, rend, &hd) < 0)
             return TERN_EPROTO;
     }
     if (p != rend)

@@ -101,6 +101,18 @@ int batch_iter_init(struct batch_iter *it, const void *batch, const struct batch
 /* Returns 1 with *rec filled, 0 at the end, TERN_EPROTO on malformed records. */
 int batch_iter_next(struct batch_iter *it, struct batch_record *rec);
 
+/* One record header (key is never null; a null value has value NULL, value_len -1). */
+struct batch_header {
+    const uint8_t *key;
+    int32_t key_len;
+    const uint8_t *value;
+    int32_t value_len;
+};
+
+/* Reads the next header from *p (advancing it) within [*p, end); a record's headers start at
+ * batch_record.headers. Returns 0, or TERN_EPROTO when malformed. */
+int batch_header_next(const uint8_t **p, const uint8_t *end, struct batch_header *out);
+
 /* A record to encode. */
 struct batch_rec_in {
     const void *key; /* NULL = null key */

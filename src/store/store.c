@@ -341,6 +341,11 @@ size_t store_log_count(const struct store *st)
     return st->nlogs;
 }
 
+const char *store_log_name(const struct store *st, size_t i)
+{
+    return i < st->nlogs ? st->logs[i].name : NULL;
+}
+
 size_t store_refused_count(const struct store *st)
 {
     return st->nrefused;

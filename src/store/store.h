@@ -47,6 +47,8 @@ int store_log_delete(struct store *st, const char *name);
 int store_name_valid(const char *name);
 
 size_t store_log_count(const struct store *st);
+/* Name of open log i (0 <= i < store_log_count), or NULL. */
+const char *store_log_name(const struct store *st, size_t i);
 /* Logs refused at open (corrupt): name and reason. */
 size_t store_refused_count(const struct store *st);
 const char *store_refused_name(const struct store *st, size_t i);
