@@ -26,19 +26,10 @@
 #define NOW 1700000000000ll
 #define MAXREC 4096
 
-struct fx {
-    char *dir;
-    char logdir[4096];
-    struct log_config cfg;
-    struct log *log;
-};
 
 static int setup(void **state)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-    f->dir = tu_tmpdir();
-    snprintf(f->logdir, sizeof(f->logdir), "%s/l", f->dir);
-    log_config_default(&f->cfg);
+    struct tu_logfx *f = tu_logfx_new();
     f->cfg.segment_bytes = 2048;
     f->cfg.index_interval_bytes = 200;
     f->cfg.checkpoint_interval_ms = 0; /* every fsync also checkpoints */
@@ -49,22 +40,21 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    struct fx *f = *state;
+    struct tu_logfx *f = *state;
     if (f->log)
         log_close(f->log, NULL, NULL);
+    f->log = NULL;
     faultfs_uninstall();
-    tu_rmrf(f->dir);
-    free(f->dir);
-    free(f);
+    tu_logfx_free(f);
     return 0;
 }
 
-static int open_log(struct fx *f, char *err, size_t errlen)
+static int open_log(struct tu_logfx *f, char *err, size_t errlen)
 {
     return log_open(NULL, f->logdir, &f->cfg, &f->log, err, errlen);
 }
 
-static void must_open(struct fx *f)
+static void must_open(struct tu_logfx *f)
 {
     char err[512];
     int rc = open_log(f, err, sizeof(err));
@@ -74,7 +64,7 @@ static void must_open(struct fx *f)
 
 /* The machine dies: the log object is dropped without saving anything, then the files are
  * rewritten to what would survive. */
-static void crash(struct fx *f, enum faultfs_crash_mode mode, uint64_t seed)
+static void crash(struct tu_logfx *f, enum faultfs_crash_mode mode, uint64_t seed)
 {
     faultfs_crash();
     if (f->log)
@@ -83,7 +73,7 @@ static void crash(struct fx *f, enum faultfs_crash_mode mode, uint64_t seed)
     faultfs_restart(mode, seed);
 }
 
-static void append_one(struct fx *f, int i)
+static void append_one(struct tu_logfx *f, int i)
 {
     char tag[32];
     snprintf(tag, sizeof(tag), "r%d", i);
@@ -96,7 +86,7 @@ static void append_one(struct fx *f, int i)
 }
 
 /* Every record in the log is r<offset>, from 0 to end with no gap; end >= durable. */
-static void check_prefix(struct fx *f, int64_t durable)
+static void check_prefix(struct tu_logfx *f, int64_t durable)
 {
     static struct tu_rec r[MAXREC];
     int64_t end = log_end_offset(f->log);
@@ -113,7 +103,7 @@ static void check_prefix(struct fx *f, int64_t durable)
     }
 }
 
-static void random_crashes(struct fx *f, enum faultfs_crash_mode mode)
+static void random_crashes(struct tu_logfx *f, enum faultfs_crash_mode mode)
 {
     uint64_t seed = 42;
     for (int round = 0; round < 60; round++) {
@@ -150,7 +140,7 @@ static void test_crash_torn_tail(void **state)
 
 static void test_unsynced_new_segment_vanishes(void **state)
 {
-    struct fx *f = *state;
+    struct tu_logfx *f = *state;
     must_open(f);
     for (int i = 0; i < 10; i++)
         append_one(f, i);
@@ -166,7 +156,7 @@ static void test_unsynced_new_segment_vanishes(void **state)
 
 static void test_bitflip_before_durable_refuses(void **state)
 {
-    struct fx *f = *state;
+    struct tu_logfx *f = *state;
     f->cfg.segment_bytes = 1 << 20;
     must_open(f);
     for (int i = 0; i < 20; i++)
@@ -187,7 +177,7 @@ static void test_bitflip_before_durable_refuses(void **state)
 
 static void test_bitflip_after_durable_truncates(void **state)
 {
-    struct fx *f = *state;
+    struct tu_logfx *f = *state;
     f->cfg.segment_bytes = 1 << 20;
     must_open(f);
     for (int i = 0; i < 20; i++)
@@ -212,7 +202,7 @@ static void test_bitflip_after_durable_truncates(void **state)
 
 static void test_truncated_index_after_crash(void **state)
 {
-    struct fx *f = *state;
+    struct tu_logfx *f = *state;
     must_open(f);
     for (int i = 0; i < 60; i++)
         append_one(f, i);
@@ -226,7 +216,7 @@ static void test_truncated_index_after_crash(void **state)
 
 static void test_fsync_failure_goes_readonly(void **state)
 {
-    struct fx *f = *state;
+    struct tu_logfx *f = *state;
     must_open(f);
     for (int i = 0; i < 5; i++)
         append_one(f, i);
@@ -254,7 +244,7 @@ static void test_fsync_failure_goes_readonly(void **state)
 
 static void test_write_failure_goes_readonly(void **state)
 {
-    struct fx *f = *state;
+    struct tu_logfx *f = *state;
     must_open(f);
     for (int i = 0; i < 5; i++)
         append_one(f, i);
@@ -277,7 +267,7 @@ static void test_write_failure_goes_readonly(void **state)
 
 static void test_checkpoint_torn_slot(void **state)
 {
-    struct fx *f = *state;
+    struct tu_logfx *f = *state;
     must_open(f);
     for (int i = 0; i < 12; i++) {
         append_one(f, i);

@@ -53,6 +53,24 @@ const char *tu_path(const char *dir, const char *name)
     return buf;
 }
 
+struct tu_logfx *tu_logfx_new(void)
+{
+    struct tu_logfx *f = tern_xcalloc(1, sizeof(*f));
+    f->dir = tu_tmpdir();
+    snprintf(f->logdir, sizeof(f->logdir), "%s/l", f->dir);
+    log_config_default(&f->cfg);
+    return f;
+}
+
+void tu_logfx_free(struct tu_logfx *f)
+{
+    if (f->log)
+        log_close(f->log, NULL, NULL);
+    tu_rmrf(f->dir);
+    free(f->dir);
+    free(f);
+}
+
 uint8_t *tu_batch(const char *tag, int n, size_t vsize, int64_t ts, size_t *len)
 {
     struct batch_rec_in *recs = tern_xcalloc((size_t)n, sizeof(*recs));

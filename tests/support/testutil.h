@@ -16,6 +16,18 @@ void tu_rmrf(const char *path);
 /* path = dir + "/" + name (static buffer, overwritten by the next call). */
 const char *tu_path(const char *dir, const char *name);
 
+/* A synchronous log in a fresh temporary directory: the fixture of the log tests. */
+struct tu_logfx {
+    char *dir;          /* the temporary directory */
+    char logdir[4096];  /* dir + "/l": where the log lives */
+    struct log_config cfg; /* log_config_default(); tests adjust it before opening */
+    struct log *log;    /* opened by the test; closed by tu_logfx_free when still open */
+};
+
+struct tu_logfx *tu_logfx_new(void);
+/* Closes the log if open, removes the directory and frees f. */
+void tu_logfx_free(struct tu_logfx *f);
+
 /* Builds a batch of n records; record i has value "<tag>-<i>" padded with 'x' to vsize bytes
  * (vsize 0: no padding) and timestamp ts. Returns a malloc'ed buffer; *len its size. */
 uint8_t *tu_batch(const char *tag, int n, size_t vsize, int64_t ts, size_t *len);

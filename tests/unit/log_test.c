@@ -18,19 +18,10 @@
 
 #define NOW 1700000000000ll
 
-struct fx {
-    char *dir;
-    char logdir[4096];
-    struct log_config cfg;
-    struct log *log;
-};
 
 static int setup(void **state)
 {
-    struct fx *f = calloc(1, sizeof(*f));
-    f->dir = tu_tmpdir();
-    snprintf(f->logdir, sizeof(f->logdir), "%s/l", f->dir);
-    log_config_default(&f->cfg);
+    struct tu_logfx *f = tu_logfx_new();
     f->cfg.segment_bytes = 4096;
     f->cfg.index_interval_bytes = 256;
     *state = f;
@@ -39,16 +30,11 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    struct fx *f = *state;
-    if (f->log)
-        log_close(f->log, NULL, NULL);
-    tu_rmrf(f->dir);
-    free(f->dir);
-    free(f);
+    tu_logfx_free(*state);
     return 0;
 }
 
-static void open_log(struct fx *f)
+static void open_log(struct tu_logfx *f)
 {
     char err[512];
     int rc = log_open(NULL, f->logdir, &f->cfg, &f->log, err, sizeof(err));
@@ -56,7 +42,7 @@ static void open_log(struct fx *f)
         fail_msg("log_open: %s (%s)", tern_strerror(rc), err);
 }
 
-static void reopen(struct fx *f)
+static void reopen(struct tu_logfx *f)
 {
     log_close(f->log, NULL, NULL);
     f->log = NULL;
@@ -64,7 +50,7 @@ static void reopen(struct fx *f)
 }
 
 /* Appends n batches of k records ("b<i>-<j>") with timestamps NOW + i. */
-static void fill(struct fx *f, int n, int k, size_t vsize)
+static void fill(struct tu_logfx *f, int n, int k, size_t vsize)
 {
     for (int i = 0; i < n; i++) {
         char tag[32];
@@ -79,7 +65,7 @@ static void fill(struct fx *f, int n, int k, size_t vsize)
     }
 }
 
-static void check_records(struct fx *f, int64_t from, int n_batches, int k)
+static void check_records(struct tu_logfx *f, int64_t from, int n_batches, int k)
 {
     int total = n_batches * k;
     struct tu_rec *r = calloc((size_t)total + 1, sizeof(*r));
@@ -98,7 +84,7 @@ static void check_records(struct fx *f, int64_t from, int n_batches, int k)
 
 static void test_append_read(void **state)
 {
-    struct fx *f = *state;
+    struct tu_logfx *f = *state;
     open_log(f);
     assert_true(log_start_offset(f->log) == 0 && log_end_offset(f->log) == 0);
     fill(f, 50, 3, 20);
@@ -113,7 +99,7 @@ static void test_append_read(void **state)
 
 static void test_read_limits(void **state)
 {
-    struct fx *f = *state;
+    struct tu_logfx *f = *state;
     open_log(f);
     fill(f, 10, 2, 0);
     struct log_slice s;
@@ -132,7 +118,7 @@ static void test_read_limits(void **state)
 
 static void test_reopen_clean(void **state)
 {
-    struct fx *f = *state;
+    struct tu_logfx *f = *state;
     open_log(f);
     fill(f, 40, 2, 30);
     int segs = log_segment_count(f->log);
@@ -149,7 +135,7 @@ static void test_reopen_clean(void **state)
 
 static void test_read_in_small_chunks(void **state)
 {
-    struct fx *f = *state;
+    struct tu_logfx *f = *state;
     f->cfg.segment_bytes = 1 << 20;
     open_log(f);
     fill(f, 40, 1, 3000); /* ~3 KiB batches, an index entry about every batch */
@@ -169,7 +155,7 @@ static void test_read_in_small_chunks(void **state)
 
 static void test_reopen_unclean_scans(void **state)
 {
-    struct fx *f = *state;
+    struct tu_logfx *f = *state;
     open_log(f);
     fill(f, 40, 2, 30);
     reopen(f);
@@ -187,7 +173,7 @@ static void test_reopen_unclean_scans(void **state)
 
 static void test_missing_and_damaged_index(void **state)
 {
-    struct fx *f = *state;
+    struct tu_logfx *f = *state;
     f->cfg.segment_bytes = 1 << 20;
     open_log(f);
     fill(f, 200, 1, 40);
@@ -216,7 +202,7 @@ static void test_missing_and_damaged_index(void **state)
 
 static void test_find_time(void **state)
 {
-    struct fx *f = *state;
+    struct tu_logfx *f = *state;
     open_log(f);
     fill(f, 60, 2, 40);
     int64_t off;
@@ -231,7 +217,7 @@ static void test_find_time(void **state)
 
 static void test_find_time_inside_batch(void **state)
 {
-    struct fx *f = *state;
+    struct tu_logfx *f = *state;
     open_log(f);
     /* timestamps need not be ordered inside a batch: Kafka's rule is the first offset whose
      * timestamp is >= T */
@@ -257,7 +243,7 @@ static void test_find_time_inside_batch(void **state)
 
 static void test_roll_by_age(void **state)
 {
-    struct fx *f = *state;
+    struct tu_logfx *f = *state;
     f->cfg.segment_bytes = 1 << 20;
     f->cfg.segment_ms = 1000;
     open_log(f);
@@ -278,7 +264,7 @@ static void test_roll_by_age(void **state)
 
 static void test_delete_below_and_retention(void **state)
 {
-    struct fx *f = *state;
+    struct tu_logfx *f = *state;
     open_log(f);
     fill(f, 120, 2, 40);
     int segs = log_segment_count(f->log);
@@ -310,7 +296,7 @@ static void test_delete_below_and_retention(void **state)
 
 static void test_truncate(void **state)
 {
-    struct fx *f = *state;
+    struct tu_logfx *f = *state;
     open_log(f);
     fill(f, 40, 2, 40);
     assert_int_equal(log_truncate(f->log, 51), 0); /* inside batch 50-51: cut at 50 */
@@ -324,7 +310,7 @@ static void test_truncate(void **state)
 
 static void test_rejects_bad_batches(void **state)
 {
-    struct fx *f = *state;
+    struct tu_logfx *f = *state;
     f->cfg.max_batch_bytes = 1024;
     open_log(f);
     size_t len;
@@ -341,7 +327,7 @@ static void test_rejects_bad_batches(void **state)
 
 static void test_long_recovery_logs_progress(void **state)
 {
-    struct fx *f = *state;
+    struct tu_logfx *f = *state;
     f->cfg.segment_bytes = 1u << 30;
     f->cfg.max_batch_bytes = 2u << 20;
     open_log(f);
