@@ -30,6 +30,8 @@ const char *tern_strerror(int err)
         return "closed";
     case TERN_ELOCKED:
         return "data directory is locked by another process";
+    case TERN_ENOTSUP:
+        return "unknown or unsupported message";
     default:
         break;
     }

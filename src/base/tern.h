@@ -18,6 +18,7 @@ enum {
     TERN_ETOOBIG = -10007,  /* a length exceeds its configured cap */
     TERN_ECLOSED = -10008,  /* the object is shutting down */
     TERN_ELOCKED = -10009,  /* another process holds the data directory */
+    TERN_ENOTSUP = -10010,  /* codec: a well-formed but unknown or unsupported message */
 };
 
 /* A static, human-readable description of a negative error code (errno or TERN_E*). */
