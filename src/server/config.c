@@ -164,6 +164,89 @@ static int set_checkpoint_interval_ms(struct config *cfg, const char *value, con
     return 0;
 }
 
+static int set_str(char **dst, const char *value, const char **why)
+{
+    if (value[0] == '\0' || strlen(value) > 255) {
+        *why = "expected 1 to 255 characters";
+        return -EINVAL;
+    }
+    free(*dst);
+    *dst = tern_xstrdup(value);
+    return 0;
+}
+
+static int set_default_user(struct config *cfg, const char *value, const char **why)
+{
+    return set_str(&cfg->default_user, value, why);
+}
+
+static int set_default_pass(struct config *cfg, const char *value, const char **why)
+{
+    return set_str(&cfg->default_pass, value, why);
+}
+
+static int set_u32(uint32_t *dst, const char *value, uint64_t min, uint64_t max, const char *what,
+                   const char **why)
+{
+    uint64_t v;
+    if (parse_u64(value, min, max, &v) < 0) {
+        *why = what;
+        return -EINVAL;
+    }
+    *dst = (uint32_t)v;
+    return 0;
+}
+
+static int set_heartbeat(struct config *cfg, const char *value, const char **why)
+{
+    return set_u32(&cfg->heartbeat_s, value, 0, 65535, "expected seconds from 0 to 65535", why);
+}
+
+static int set_frame_max(struct config *cfg, const char *value, const char **why)
+{
+    return set_u32(&cfg->frame_max, value, 4096, 16777216, "expected bytes from 4096 to 16777216",
+                   why);
+}
+
+static int set_channel_max(struct config *cfg, const char *value, const char **why)
+{
+    uint32_t v;
+    int rc = set_u32(&v, value, 1, 65535, "expected a number from 1 to 65535", why);
+    if (rc == 0)
+        cfg->channel_max = (uint16_t)v;
+    return rc;
+}
+
+static int set_max_message_size(struct config *cfg, const char *value, const char **why)
+{
+    if (parse_u64(value, 1, 536870912, &cfg->max_message_size) < 0) {
+        *why = "expected bytes from 1 to 536870912";
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int set_max_connections(struct config *cfg, const char *value, const char **why)
+{
+    return set_u32(&cfg->max_connections, value, 0, UINT32_MAX, "expected a number (0: unlimited)",
+                   why);
+}
+
+static int set_handshake_timeout_ms(struct config *cfg, const char *value, const char **why)
+{
+    return set_u32(&cfg->handshake_timeout_ms, value, 1, UINT32_MAX,
+                   "expected a positive number of milliseconds", why);
+}
+
+static int set_memory_high_watermark(struct config *cfg, const char *value, const char **why)
+{
+    if (parse_u64(value, 1, UINT64_MAX, &cfg->memory_high_watermark) < 0) {
+        *why = "expected a positive number of bytes";
+        return -EINVAL;
+    }
+    return 0;
+}
+
 #define CONFIG_STR2(x) #x
 #define CONFIG_STR(x) CONFIG_STR2(x)
 
@@ -186,6 +269,26 @@ static const struct config_option config_options[] = {
      "log segment size, 4096 to " CONFIG_MAX_SEGMENT_BYTES_TEXT, "1073741824", set_segment_bytes},
     {"checkpoint-interval-ms", CONFIG_KIND_VALUE, "N",
      "how often each log's checkpoint is made durable", "1000", set_checkpoint_interval_ms},
+    {"default-user", CONFIG_KIND_VALUE, "NAME",
+     "AMQP user created at start (guest may log in only from loopback)", "guest",
+     set_default_user},
+    {"default-pass", CONFIG_KIND_VALUE, "PASS", "password of the default user", "guest",
+     set_default_pass},
+    {"heartbeat", CONFIG_KIND_VALUE, "S", "AMQP heartbeat proposed to clients (0: off)",
+     CONFIG_STR(CONFIG_DEFAULT_HEARTBEAT_S), set_heartbeat},
+    {"frame-max", CONFIG_KIND_VALUE, "N", "largest AMQP frame proposed to clients",
+     CONFIG_STR(CONFIG_DEFAULT_FRAME_MAX), set_frame_max},
+    {"channel-max", CONFIG_KIND_VALUE, "N", "AMQP channels per connection",
+     CONFIG_STR(CONFIG_DEFAULT_CHANNEL_MAX), set_channel_max},
+    {"max-message-size", CONFIG_KIND_VALUE, "N", "largest message body accepted, in bytes",
+     "16777216", set_max_message_size},
+    {"max-connections", CONFIG_KIND_VALUE, "N", "AMQP connections accepted (0: unlimited)", "0",
+     set_max_connections},
+    {"handshake-timeout-ms", CONFIG_KIND_VALUE, "N", "time a client has to open its connection",
+     CONFIG_STR(CONFIG_DEFAULT_HANDSHAKE_TIMEOUT_MS), set_handshake_timeout_ms},
+    {"memory-high-watermark", CONFIG_KIND_VALUE, "N",
+     "buffered bytes above which publishing connections are blocked", "1073741824",
+     set_memory_high_watermark},
     {"help", CONFIG_KIND_HELP, NULL, "print this help and exit", NULL, NULL},
     {"version", CONFIG_KIND_VERSION, NULL, "print the version and exit", NULL, NULL},
 };
@@ -214,6 +317,15 @@ void config_init(struct config *cfg)
     cfg->log_level = TLOG_LEVEL_INFO;
     cfg->segment_bytes = CONFIG_DEFAULT_SEGMENT_BYTES;
     cfg->checkpoint_interval_ms = CONFIG_DEFAULT_CHECKPOINT_INTERVAL_MS;
+    cfg->default_user = tern_xstrdup("guest");
+    cfg->default_pass = tern_xstrdup("guest");
+    cfg->heartbeat_s = CONFIG_DEFAULT_HEARTBEAT_S;
+    cfg->frame_max = CONFIG_DEFAULT_FRAME_MAX;
+    cfg->channel_max = CONFIG_DEFAULT_CHANNEL_MAX;
+    cfg->max_message_size = CONFIG_DEFAULT_MAX_MESSAGE_SIZE;
+    cfg->max_connections = 0;
+    cfg->handshake_timeout_ms = CONFIG_DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    cfg->memory_high_watermark = CONFIG_DEFAULT_MEMORY_HIGH_WATERMARK;
 }
 
 void config_fini(struct config *cfg)
@@ -221,7 +333,10 @@ void config_fini(struct config *cfg)
     free(cfg->data_dir);
     free(cfg->bind);
     free(cfg->config_file);
+    free(cfg->default_user);
+    free(cfg->default_pass);
     cfg->data_dir = cfg->bind = cfg->config_file = NULL;
+    cfg->default_user = cfg->default_pass = NULL;
 }
 
 int config_set(struct config *cfg, const char *name, const char *value, char *err, size_t errlen)

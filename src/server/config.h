@@ -31,6 +31,12 @@
 #define CONFIG_MAX_SEGMENT_BYTES 4294967295ULL
 #define CONFIG_MAX_SEGMENT_BYTES_TEXT "4294967295"
 #define CONFIG_DEFAULT_CHECKPOINT_INTERVAL_MS 1000U
+#define CONFIG_DEFAULT_HEARTBEAT_S 60U
+#define CONFIG_DEFAULT_FRAME_MAX 131072U
+#define CONFIG_DEFAULT_CHANNEL_MAX 2047U
+#define CONFIG_DEFAULT_MAX_MESSAGE_SIZE 16777216ULL
+#define CONFIG_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000U
+#define CONFIG_DEFAULT_MEMORY_HIGH_WATERMARK 1073741824ULL
 
 struct config {
     char *data_dir;     /* owned */
@@ -44,6 +50,16 @@ struct config {
     enum tlog_level log_level;
     uint64_t segment_bytes;
     uint32_t checkpoint_interval_ms;
+    /* AMQP 0-9-1 (defaults are RabbitMQ's) */
+    char *default_user;            /* owned; "guest" */
+    char *default_pass;            /* owned; "guest" */
+    uint32_t heartbeat_s;          /* proposed in connection.tune; 0 disables */
+    uint32_t frame_max;            /* proposed in connection.tune; >= 4096 */
+    uint16_t channel_max;          /* proposed in connection.tune; 1..65535 */
+    uint64_t max_message_size;     /* body bytes; larger publishes get 406 */
+    uint32_t max_connections;      /* 0: unlimited */
+    uint32_t handshake_timeout_ms; /* connection.open must arrive within this */
+    uint64_t memory_high_watermark; /* bytes of buffered data-path memory; publishers block above */
 };
 
 /* What main() should do after config_parse() succeeds. */
