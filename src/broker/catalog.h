@@ -1,0 +1,109 @@
+/*
+ * catalog.h - the durable record of exchanges, queues and bindings: <data-dir>/catalog.db.
+ *
+ * An SQLite database in WAL mode with synchronous=FULL, held open for the whole run: when a
+ * put or del returns 0 the change is on disk. The broker owns the objects in memory; the
+ * catalog only records them and hands them back at startup (catalog_load). It knows nothing
+ * about AMQP: names and types are opaque strings, argument tables are stored as blobs in the
+ * binary form of base/table.h.
+ *
+ * Identity: an exchange or queue is (vhost, name); a binding is (vhost, source, dest kind,
+ * dest, key, args), where args compare as tables (key order does not matter). A put of an
+ * existing object replaces its fields and keeps its place in load order.
+ *
+ * Errors: 0 on success, or negative: -EINVAL (a required field is NULL), -ENOMEM, -ENOSPC
+ * (disk full), TERN_ECORRUPT (not a database, damaged file or undecodable stored args),
+ * TERN_ENOTSUP (schema newer than this build), -EIO (any other SQLite failure). After a
+ * failure catalog_errmsg() says what SQLite (or the catalog) reported.
+ *
+ * Threading: one catalog is used by one thread at a time.
+ */
+#ifndef TERN_CATALOG_H
+#define TERN_CATALOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct table;
+struct catalog;
+
+/* The schema version this build writes, kept in PRAGMA user_version. */
+#define CATALOG_SCHEMA_VERSION 1
+
+/*
+ * Opens or creates the database at path (the schema is created or migrated inside one
+ * transaction) and checks it with PRAGMA quick_check. On success *out owns the catalog (free
+ * it with catalog_close). On failure returns a negative error, *out is NULL and, when errbuf
+ * is not NULL, errbuf gets SQLite's message.
+ */
+int catalog_open(const char *path, struct catalog **out, char *errbuf, size_t errlen);
+/* Finalizes the statements and closes the database; an open batch is rolled back. NULL is a
+ * no-op. */
+void catalog_close(struct catalog *c);
+/* The message of the last failure (static text owned by c, valid until the next call). */
+const char *catalog_errmsg(struct catalog *c);
+
+struct catalog_exchange {
+    const char *vhost, *name, *type; /* type: "direct" | "fanout" | "topic" | "headers" */
+    bool auto_delete, internal;
+    const struct table *args; /* may be NULL */
+};
+
+struct catalog_queue {
+    const char *vhost, *name;
+    bool auto_delete;
+    const struct table *args; /* may be NULL */
+    const char *log_name;     /* the store log holding its messages; may be NULL */
+};
+
+struct catalog_binding {
+    const char *vhost, *source; /* source exchange */
+    bool dest_is_exchange;
+    const char *dest, *key;
+    const struct table *args; /* may be NULL (same as empty) */
+};
+
+/*
+ * Insert or replace: exchanges and queues by (vhost, name), bindings by their whole identity
+ * (a put of an existing binding changes nothing). The caller keeps ownership of *x, *q, *b.
+ * Each call is one transaction (or one savepoint inside catalog_begin/commit). Returns 0 or a
+ * negative error; the catalog is unchanged on error.
+ */
+int catalog_put_exchange(struct catalog *c, const struct catalog_exchange *x);
+int catalog_put_queue(struct catalog *c, const struct catalog_queue *q);
+int catalog_put_binding(struct catalog *c, const struct catalog_binding *b);
+
+/*
+ * Deleting an exchange also deletes the bindings with it as source or destination; deleting a
+ * queue deletes the bindings to it; one transaction each. Deleting something absent is not an
+ * error. Returns 0 or a negative error; the catalog is unchanged on error.
+ */
+int catalog_del_exchange(struct catalog *c, const char *vhost, const char *name);
+int catalog_del_queue(struct catalog *c, const char *vhost, const char *name);
+int catalog_del_binding(struct catalog *c, const struct catalog_binding *b);
+
+/*
+ * Loads everything: every exchange, then every queue, then every binding, each kind in
+ * insertion order, calling the callbacks (a NULL callback skips that kind) with pointers valid
+ * only during the call. Callbacks must not modify the catalog. A callback returning non-zero
+ * stops the load and catalog_load returns that value; otherwise returns 0 or a negative error
+ * (TERN_ECORRUPT when stored args do not decode).
+ */
+struct catalog_loader {
+    int (*exchange)(void *arg, const struct catalog_exchange *x);
+    int (*queue)(void *arg, const struct catalog_queue *q);
+    int (*binding)(void *arg, const struct catalog_binding *b);
+};
+int catalog_load(struct catalog *c, const struct catalog_loader *l, void *arg);
+
+/*
+ * Batching for bulk changes at startup and shutdown: begin/commit nest, and only the outermost
+ * pair opens and commits a transaction, so nothing in the batch is durable before the outer
+ * catalog_commit returns 0. A put or del failing inside a batch undoes only itself.
+ * catalog_commit without a matching begin returns -EINVAL; a failed outer commit rolls the
+ * whole batch back.
+ */
+int catalog_begin(struct catalog *c);
+int catalog_commit(struct catalog *c);
+
+#endif
