@@ -8,11 +8,19 @@ PKGS=(
   build-essential cmake pkg-config git
   clang-14 libclang-rt-14-dev            # fuzz targets (libFuzzer) and sanitizers
   libuv1-dev                             # event loop, timers, thread pool
-  libsqlite3-dev                         # catalog (later issues)
+  libsqlite3-dev                         # catalog
   libcmocka-dev                          # unit tests
   python3 python3-pytest                 # integration tests (run by /usr/bin/python3)
   procps                                 # pgrep/ps used by tests
+  python3-pika amqp-tools                # AMQP clients the integration tests drive
+  librabbitmq-dev                        # rabbitmq-c, for the AMQP load generator (bench)
 )
+
+# Node.js and npm run the amqplib test (tests/js). A machine that already has both (from any
+# source) keeps them; otherwise Debian's packages are installed.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  PKGS+=(nodejs npm)
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do
