@@ -4,6 +4,8 @@
 #   make test       install deps, build, run every test layer, the threaded ones under TSan, then
 #                   all of it again under ASan+UBSan
 #   make bench-store  storage engine benchmark (see bench/README.md)
+#   make bench-amqp   AMQP load generator against ternd and Debian's rabbitmq-server, one run
+#   make test-vs-rabbitmq  the AMQP integration suite against Debian's rabbitmq-server (not in CI)
 #   make fuzz       run every libFuzzer target for FUZZ_SECONDS each (clang-14)
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
@@ -14,7 +16,8 @@ export TERN_WERROR := ON
 endif
 RUN_ARGS ?=
 
-.PHONY: all deps release debug asan tsan run test test-release test-tsan test-asan bench-store fuzz clean
+.PHONY: all deps release debug asan tsan run test test-release test-tsan test-asan bench-store \
+	bench-amqp test-vs-rabbitmq rabbitmq-deps fuzz clean
 
 all: release
 
@@ -58,6 +61,20 @@ test: test-release test-tsan test-asan
 
 bench-store: release
 	build/release/bench/bench_store $(BENCH_ARGS)
+
+# Debian's rabbitmq-server (3.10) for the differential suite and the AMQP benchmark; its own
+# service is stopped: the tests and the benchmark start private instances on ephemeral ports.
+rabbitmq-deps: deps
+	@dpkg-query -W -f='$${Status}' rabbitmq-server python3-matplotlib 2>/dev/null | grep -q 'install ok installed.*install ok installed' || { \
+	  SUDO=$$( [ "$$(id -u)" -ne 0 ] && echo sudo ); \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rabbitmq-server python3-matplotlib >&2; \
+	  $$SUDO service rabbitmq-server stop >/dev/null 2>&1 || true; }
+
+test-vs-rabbitmq: rabbitmq-deps
+	TERN_AMQP_TARGET=rabbitmq /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration/amqp
+
+bench-amqp: release rabbitmq-deps
+	/usr/bin/python3 bench/amqp_bench.py $(BENCH_ARGS)
 
 fuzz: deps
 	@cmake --preset fuzz >/dev/null

@@ -13,12 +13,19 @@
  * Exit codes: 0 clean stop, 1 the store could not be opened (or the loop failed), 2 bad
  * command line or config file, 130 forced exit.
  *
- * Listeners (AMQP, Kafka, HTTP) do not exist yet: the ports are parsed and logged only.
+ * After the store, ternd opens the catalog (<data-dir>/catalog.db), the vhost "/" and the
+ * AMQP listener, and logs `event=listening proto=amqp bind=ADDR port=N` (tests read the port
+ * from it). Shutdown closes them in reverse order: connections, vhost (queues), catalog, store.
+ * The Kafka and HTTP listeners do not exist yet: their ports are parsed and logged only.
  */
 #include "server/config.h"
 
 #include "base/tern.h"
 #include "base/tlog.h"
+#include "broker/catalog.h"
+#include "broker/vhost.h"
+#include "os/file.h"
+#include "proto/amqp/amqp_server.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -27,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -41,6 +49,9 @@ struct server {
     struct config cfg;
     bool signals_open; /* both signal handles initialised */
     struct store *store;
+    struct catalog *catalog;
+    struct vhost *vhost;
+    struct amqp_server *amqp;
     bool stopping;
 };
 
@@ -77,6 +88,27 @@ static void on_store_closed(void *arg)
     close_signals(srv); /* no active handles left: uv_run returns */
 }
 
+/* Everything above the store, in reverse order of opening. */
+static void close_broker(struct server *srv)
+{
+    if (srv->vhost) {
+        vhost_close(srv->vhost);
+        srv->vhost = NULL;
+    }
+    if (srv->catalog) {
+        catalog_close(srv->catalog);
+        srv->catalog = NULL;
+    }
+}
+
+static void on_amqp_stopped(void *arg)
+{
+    struct server *srv = arg;
+    srv->amqp = NULL;
+    close_broker(srv);
+    store_close(srv->store, on_store_closed, srv);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct server *srv = h->data;
@@ -86,7 +118,10 @@ static void on_signal(uv_signal_t *h, int signum)
     }
     srv->stopping = true;
     TLOG_INFO("server", "event=shutdown signal=%s", signal_name(signum));
-    store_close(srv->store, on_store_closed, srv);
+    if (srv->amqp)
+        amqp_server_stop(srv->amqp, on_amqp_stopped, srv);
+    else
+        on_amqp_stopped(srv);
 }
 
 /* Starts the SIGTERM and SIGINT handlers. On failure the handles that were initialised are
@@ -163,6 +198,54 @@ static int open_store(struct server *srv)
     return rc;
 }
 
+/* Each queue is a log with open segment files: take every file descriptor we may. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static int open_broker(struct server *srv)
+{
+    char err[512];
+    char *path = file_join(srv->cfg.data_dir, "catalog.db");
+    int rc = catalog_open(path, &srv->catalog, err, sizeof(err));
+    if (rc < 0)
+        TLOG_ERRNO("server", rc, "event=open_failed catalog=%s msg=\"%s\"", path, err);
+    free(path);
+    if (rc < 0)
+        return rc;
+    rc = vhost_open(&srv->loop, srv->store, srv->catalog, "/", &srv->vhost, err, sizeof(err));
+    if (rc < 0) {
+        TLOG_ERRNO("server", rc, "event=open_failed vhost=/ msg=\"%s\"", err);
+        return rc;
+    }
+    const struct config *c = &srv->cfg;
+    struct amqp_server_config acfg = {
+        .user = c->default_user,
+        .pass = c->default_pass,
+        .heartbeat_s = (uint16_t)c->heartbeat_s,
+        .frame_max = c->frame_max,
+        .channel_max = c->channel_max,
+        .max_message_size = c->max_message_size,
+        .max_connections = c->max_connections,
+        .handshake_timeout_ms = c->handshake_timeout_ms,
+        .memory_high_watermark = c->memory_high_watermark,
+    };
+    rc = amqp_server_start(&srv->loop, srv->vhost, c->bind, c->amqp_port, &acfg, &srv->amqp);
+    if (rc < 0) {
+        TLOG_ERRNO("server", rc, "event=listen_failed proto=amqp bind=%s port=%u", c->bind,
+                   (unsigned)c->amqp_port);
+        return rc;
+    }
+    TLOG_INFO("server", "event=listening proto=amqp bind=%s port=%u", c->bind,
+              (unsigned)amqp_server_port(srv->amqp));
+    return 0;
+}
+
 /* Runs the server with a parsed configuration. Returns the process exit code. */
 static int server_run(struct server *srv)
 {
@@ -178,8 +261,16 @@ static int server_run(struct server *srv)
         TLOG_ERRNO("server", rc, "event=signal_failed");
         goto out;
     }
+    raise_fd_limit();
     if (open_store(srv) < 0)
         goto out;
+    if (open_broker(srv) < 0) {
+        close_broker(srv);
+        store_close(srv->store, on_store_closed, srv);
+        srv->stopping = true;
+        uv_run(&srv->loop, UV_RUN_DEFAULT);
+        goto out;
+    }
     /* The store has logged each refused (corrupt) log already. */
     TLOG_INFO("server", "event=ready data_dir=%s logs=%zu refused=%zu", srv->cfg.data_dir,
               store_log_count(srv->store), store_refused_count(srv->store));
