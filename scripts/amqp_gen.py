@@ -8,7 +8,7 @@ The format of amqp_spec.def is described at its top. The output is committed, so
 builds without Python; tests/integration/test_amqp_gen.py fails when it drifts from the .def.
 Python 3 standard library only; the output depends on nothing but the .def.
 
-Usage: scripts/amqp_gen.py [--def FILE] [--out DIR]   (defaults: the files in the repository)
+Usage: python3 scripts/amqp_gen.py [--def FILE] [--out DIR]   (defaults: the files in the repository)
 """
 import argparse
 import os

@@ -217,15 +217,15 @@ int vhost_exchange_declare(struct vhost *vh, const struct vhost_exchange_decl *d
     }
     enum exchange_type type;
     if (exchange_type_parse(d->type, strlen(d->type), &type) < 0) {
-        seterr(err, VHOST_EINVALID, "invalid exchange type '%s'", d->type);
-        return -1;
-    }
-    if (strncmp(d->name, "amq.", 4) == 0) {
-        seterr(err, VHOST_EACCESS, "exchange name '%s' contains reserved prefix 'amq.*'", d->name);
+        seterr(err, VHOST_EINVALID, "unknown exchange type '%s'", d->type);
         return -1;
     }
     if (e != NULL)
         return exchange_equivalent(vh, e, d, type, err);
+    if (strncmp(d->name, "amq.", 4) == 0) {
+        seterr(err, VHOST_EACCESS, "exchange name '%s' contains reserved prefix 'amq.*'", d->name);
+        return -1;
+    }
     e = exchange_add(vh, d->name, type, d->durable, d->auto_delete, d->internal, d->args);
     if (e->durable && put_exchange(vh, e) < 0) {
         strmap_del(&vh->exchanges, d->name, strlen(d->name));
@@ -507,9 +507,121 @@ static bool persisted(const struct vhost_queue *vq)
     return vq->durable && !vq->exclusive;
 }
 
+/* The queue arguments RabbitMQ checks, with the kind of value each takes. */
+enum arg_rule { ARG_POSITIVE, ARG_NONNEG, ARG_PRIORITY, ARG_STRING, ARG_BOOL, ARG_OVERFLOW };
+
+static const struct {
+    const char *name;
+    enum arg_rule rule;
+} queue_args[] = {
+    {"x-expires", ARG_POSITIVE},
+    {"x-message-ttl", ARG_NONNEG},
+    {"x-max-length", ARG_NONNEG},
+    {"x-max-length-bytes", ARG_NONNEG},
+    {"x-max-priority", ARG_PRIORITY},
+    {"x-delivery-limit", ARG_NONNEG},
+    {"x-dead-letter-exchange", ARG_STRING},
+    {"x-dead-letter-routing-key", ARG_STRING},
+    {"x-overflow", ARG_OVERFLOW},
+    {"x-queue-mode", ARG_STRING},
+    {"x-queue-type", ARG_STRING},
+    {"x-single-active-consumer", ARG_BOOL},
+};
+
+static const char *tval_type_name(const struct tval *v)
+{
+    switch (v->kind) {
+    case TV_STR:
+        return "longstr";
+    case TV_BYTES:
+        return "binary";
+    case TV_BOOL:
+        return "bool";
+    case TV_FLOAT:
+        return "float";
+    case TV_DOUBLE:
+        return "double";
+    case TV_DECIMAL:
+        return "decimal";
+    case TV_TIME:
+        return "timestamp";
+    case TV_TABLE:
+        return "table";
+    case TV_ARRAY:
+        return "array";
+    case TV_VOID:
+        return "void";
+    default:
+        return "signedint";
+    }
+}
+
+/* Why v is not acceptable under rule, in RabbitMQ's Erlang-term style, or NULL. */
+static const char *arg_problem(const struct tval *v, enum arg_rule rule, char *buf, size_t len)
+{
+    int64_t i;
+    const char *str;
+    uint32_t slen;
+    switch (rule) {
+    case ARG_POSITIVE:
+    case ARG_NONNEG:
+    case ARG_PRIORITY:
+        if (!tval_int(v, &i))
+            break;
+        if (i < 0)
+            snprintf(buf, len, "{value_negative,%lld}", (long long)i);
+        else if (i == 0 && rule == ARG_POSITIVE)
+            snprintf(buf, len, "{value_zero,0}");
+        else if (rule == ARG_PRIORITY && i > 255)
+            snprintf(buf, len, "{value_too_large,%lld,255}", (long long)i);
+        else
+            return NULL;
+        return buf;
+    case ARG_STRING:
+        if (tval_str(v, &str, &slen))
+            return NULL;
+        break;
+    case ARG_BOOL:
+        if (v->kind == TV_BOOL)
+            return NULL;
+        break;
+    case ARG_OVERFLOW:
+        if (!tval_str(v, &str, &slen))
+            break;
+        if (strcmp(str, "drop-head") == 0 || strcmp(str, "reject-publish") == 0 ||
+            strcmp(str, "reject-publish-dlx") == 0)
+            return NULL;
+        snprintf(buf, len, "{invalid_value,<<\"%.100s\">>}", str);
+        return buf;
+    }
+    snprintf(buf, len, "{unacceptable_type,%s}", tval_type_name(v));
+    return buf;
+}
+
+static int check_queue_args(const struct vhost *vh, const struct vhost_queue_decl *d,
+                            struct vhost_err *err)
+{
+    char why[160];
+    for (size_t i = 0; d->args && i < d->args->n; i++) {
+        for (size_t k = 0; k < TERN_ARRAY_LEN(queue_args); k++) {
+            if (strcmp(d->args->e[i].key, queue_args[k].name) != 0)
+                continue;
+            const char *p = arg_problem(&d->args->e[i].v, queue_args[k].rule, why, sizeof(why));
+            if (p != NULL) {
+                seterr(err, VHOST_EPRECONDITION, "invalid arg '%s' for queue '%s' in vhost '%s': %s",
+                       queue_args[k].name, d->name, vh->name, p);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
 int vhost_queue_declare(struct vhost *vh, const struct vhost_queue_decl *d,
                         struct vhost_queue **out, struct vhost_err *err)
 {
+    if (!d->passive && check_queue_args(vh, d, err) < 0)
+        return -1;
     struct vhost_queue *vq = find_queue(vh, d->name);
     if (vq != NULL) {
         if (!usable_by(vq, d->owner))
@@ -521,6 +633,10 @@ int vhost_queue_declare(struct vhost *vh, const struct vhost_queue_decl *d,
     }
     if (d->passive)
         return no_queue(vh, d->name, err);
+    if (!d->server_named && strncmp(d->name, "amq.", 4) == 0) {
+        seterr(err, VHOST_EACCESS, "queue name '%s' contains reserved prefix 'amq.*'", d->name);
+        return -1;
+    }
     bool keep = d->durable && !d->exclusive;
     char log_name[32];
     new_log_name(keep, log_name, sizeof(log_name));

@@ -76,6 +76,7 @@ int vhost_exchange_bind(struct vhost *vh, const char *dest, const char *src, con
 struct vhost_queue_decl {
     const char *name; /* non-empty: the session names server-named queues */
     bool passive, durable, exclusive, auto_delete;
+    bool server_named; /* the name was generated: the reserved amq. prefix is allowed */
     const struct table *args;
     uint64_t owner; /* connection id, for exclusive queues */
 };

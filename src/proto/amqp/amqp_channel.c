@@ -73,6 +73,7 @@ struct amqp_channel {
     uint64_t body_size;
     /* confirms */
     bool confirm;
+    bool confirm_dirty;
     uint64_t pub_seq;
     uint8_t *cq; /* state of seq cq_base + i */
     size_t cq_len, cq_cap;
@@ -248,7 +249,19 @@ static void confirm_settle(struct amqp_channel *ch, uint64_t seq, int status)
     if (seq < ch->cq_base || seq - ch->cq_base >= ch->cq_len)
         return;
     ch->cq[seq - ch->cq_base] = status == 0 ? CQ_OK : CQ_FAIL;
-    confirm_advance(ch);
+    if (!ch->confirm_dirty) {
+        ch->confirm_dirty = true;
+        amqp_conn_confirm_later(ch->c);
+    }
+}
+
+void amqp_channel_confirm_flush(struct amqp_channel *ch)
+{
+    if (!ch->confirm_dirty)
+        return;
+    ch->confirm_dirty = false;
+    if (!ch->released && !ch->closing)
+        confirm_advance(ch);
 }
 
 static void commit_done(struct amqp_channel *ch, int status);
@@ -949,10 +962,6 @@ static void on_queue_declare(struct amqp_channel *ch, const struct amqp_queue_de
     } else if (name[0] == '\0') {
         strcpy(name, "amq.gen-");
         random_suffix(name + 8, 22);
-    } else if (!d->passive && strncmp(name, "amq.", 4) == 0) {
-        amqp_channel_error(ch, AMQP_ACCESS_REFUSED, AMQP_QUEUE_DECLARE,
-                           "queue name '%s' contains reserved prefix 'amq.*'", name);
-        return;
     }
     if (args_decode(ch, AMQP_QUEUE_DECLARE, d->arguments, &args) < 0)
         return;
@@ -962,6 +971,7 @@ static void on_queue_declare(struct amqp_channel *ch, const struct amqp_queue_de
         .durable = d->durable,
         .exclusive = d->exclusive,
         .auto_delete = d->auto_delete,
+        .server_named = d->queue.len == 0,
         .args = args,
         .owner = ch->c->id,
     };

@@ -46,6 +46,7 @@ struct amqp_conn {
     bool published;   /* has published: blocked by the memory alarm */
     bool paused;      /* reading stopped by the memory alarm */
     bool blocked_sent;
+    bool confirm_dirty; /* a channel has confirms to send (coalesced once per loop turn) */
     struct amqp_channel **channels; /* channel_max + 1 slots */
     size_t nchannels_open;
     int refs;                       /* 1 for the socket + 1 per live channel */
@@ -74,6 +75,9 @@ void amqp_conn_unref(struct amqp_conn *c);
 const struct amqp_server_config *amqp_conn_config(const struct amqp_conn *c);
 struct vhost *amqp_conn_vhost(const struct amqp_conn *c);
 void amqp_conn_note_publish(struct amqp_conn *c);
+/* Asks for amqp_channel_confirm_flush() on c's channels after this loop turn's callbacks, so
+ * confirms made durable by one fsync go out as one `multiple` ack. */
+void amqp_conn_confirm_later(struct amqp_conn *c);
 
 /* ---- amqp_channel.c ---- */
 struct amqp_channel *amqp_channel_new(struct amqp_conn *c, uint16_t id);
@@ -91,5 +95,7 @@ bool amqp_channel_closing(const struct amqp_channel *ch);
 bool amqp_channel_expects_content(const struct amqp_channel *ch);
 /* The socket drained: consumers of this channel may take messages again. */
 void amqp_channel_kick(struct amqp_channel *ch);
+/* Sends the confirms settled since the last call. */
+void amqp_channel_confirm_flush(struct amqp_channel *ch);
 
 #endif

@@ -30,9 +30,12 @@ struct amqp_server {
     struct amqp_server_config cfg;
     struct net_listener *listener;
     struct amqp_conn *conns;
-    size_t nconns;
+    size_t nconns; /* in the list (socket open) */
+    size_t live;   /* allocated: freed only after their socket and timer closed */
     bool alarm; /* memory high-water mark exceeded */
     uv_timer_t alarm_timer;
+    uv_check_t confirm_check; /* sends coalesced publisher confirms */
+    bool confirm_pending;
     bool stopping;
     int pending_closes; /* handles still closing during stop */
     void (*stop_cb)(void *arg);
@@ -41,6 +44,7 @@ struct amqp_server {
 
 static void conn_close_socket(struct amqp_conn *c);
 static void server_maybe_done(struct amqp_server *s);
+static void confirm_check_cb(uv_check_t *h);
 
 const struct amqp_server_config *amqp_conn_config(const struct amqp_conn *c)
 {
@@ -156,6 +160,7 @@ void amqp_conn_unref(struct amqp_conn *c)
     buf_fini(&c->out);
     free(c->channels);
     free(c);
+    s->live--;
     server_maybe_done(s);
 }
 
@@ -226,7 +231,7 @@ static void heartbeat_cb(uv_timer_t *t)
 
 /* ---- handshake ------------------------------------------------------------------------- */
 
-static void table_caps(struct table *caps)
+static void put_capabilities(struct table *caps)
 {
     static const char *names[] = {
         "publisher_confirms",   "exchange_exchange_bindings",
@@ -242,7 +247,7 @@ static void table_caps(struct table *caps)
 static void send_start(struct amqp_conn *c)
 {
     struct table *props = table_new(), *caps = table_new();
-    table_caps(caps);
+    put_capabilities(caps);
     table_set(props, "capabilities", (struct tval){.kind = TV_TABLE, .t = caps});
     table_set_str(props, "product", "tern");
     table_set_str(props, "version", TERN_VERSION);
@@ -676,6 +681,7 @@ static void on_accept(void *arg, struct net_conn *nc)
         c->next->prev = c;
     s->conns = c;
     s->nconns++;
+    s->live++;
     if (s->stopping) {
         c->state = AMQP_C_DEAD;
         net_conn_start(nc, &conn_ops, c);
@@ -731,6 +737,33 @@ static void alarm_check(uv_timer_t *t)
     }
 }
 
+/* ---- coalesced confirms ---------------------------------------------------------------- */
+
+void amqp_conn_confirm_later(struct amqp_conn *c)
+{
+    c->confirm_dirty = true;
+    if (!c->srv->confirm_pending) {
+        c->srv->confirm_pending = true;
+        uv_check_start(&c->srv->confirm_check, confirm_check_cb);
+    }
+}
+
+static void confirm_check_cb(uv_check_t *h)
+{
+    struct amqp_server *s = h->data;
+    s->confirm_pending = false;
+    uv_check_stop(h);
+    for (struct amqp_conn *c = s->conns; c; c = c->next) {
+        if (!c->confirm_dirty)
+            continue;
+        c->confirm_dirty = false;
+        for (uint32_t i = 1; c->channels && i <= c->channel_max; i++)
+            if (c->channels[i] != NULL)
+                amqp_channel_confirm_flush(c->channels[i]);
+        amqp_flush(c);
+    }
+}
+
 /* ---- server ---------------------------------------------------------------------------- */
 
 int amqp_server_start(uv_loop_t *loop, struct vhost *vh, const char *bind, uint16_t port,
@@ -748,6 +781,8 @@ int amqp_server_start(uv_loop_t *loop, struct vhost *vh, const char *bind, uint1
     uv_timer_init(loop, &s->alarm_timer);
     s->alarm_timer.data = s;
     uv_timer_start(&s->alarm_timer, alarm_check, AMQP_ALARM_CHECK_MS, AMQP_ALARM_CHECK_MS);
+    uv_check_init(loop, &s->confirm_check);
+    s->confirm_check.data = s;
     *out = s;
     return 0;
 }
@@ -756,7 +791,7 @@ uint16_t amqp_server_port(const struct amqp_server *s) { return net_listener_por
 
 static void server_maybe_done(struct amqp_server *s)
 {
-    if (!s->stopping || s->nconns > 0 || s->pending_closes > 0)
+    if (!s->stopping || s->live > 0 || s->pending_closes > 0)
         return;
     void (*cb)(void *) = s->stop_cb;
     void *arg = s->stop_arg;
@@ -780,10 +815,12 @@ void amqp_server_stop(struct amqp_server *s, void (*cb)(void *arg), void *arg)
     s->stopping = true;
     s->stop_cb = cb;
     s->stop_arg = arg;
-    s->pending_closes = 2;
+    s->pending_closes = 3;
     net_listener_close(s->listener, server_handle_closed, s);
     uv_timer_stop(&s->alarm_timer);
     uv_close((uv_handle_t *)&s->alarm_timer, alarm_timer_closed);
+    uv_check_stop(&s->confirm_check);
+    uv_close((uv_handle_t *)&s->confirm_check, alarm_timer_closed);
     for (struct amqp_conn *c = s->conns; c; c = c->next) {
         if (c->state == AMQP_C_RUNNING)
             amqp_conn_error(c, AMQP_CONNECTION_FORCED, 0,
