@@ -18,6 +18,9 @@
  *         message offsets [start, start + count) are settled (acked, purged or dead)
  *   u8 2  truncate: one zig-zag varint X; offsets >= X are unsettled again (the message log
  *         lost its unsynced tail in a crash and will hand those offsets to new messages)
+ *   u8 3  delivered: one zig-zag varint X; every offset below X had been handed out, so an
+ *         unsettled one found after a restart is delivered with redelivered=true, as RabbitMQ
+ *         does (written with the acks of a flush, in snapshots and at close)
  *
  * Replay applies entries in log order. Settlement is permanent, so ranges form a union: a
  * snapshot is nothing but ranges covering [0, low) and every interval, and a torn snapshot
@@ -61,6 +64,7 @@
 #define ENV_FIXED 7 /* flags, two length bytes, props length */
 #define ACK_RANGES 1
 #define ACK_TRUNCATE 2
+#define ACK_DELIVERED 3
 #define ACK_RECORD_MAX (32u << 10)  /* value bytes per ack log record */
 #define APPEND_BATCH_MAX (1u << 20) /* bytes per appended batch (one record may exceed it) */
 #define REC_OVERHEAD 32             /* bound on a record's framing inside a batch */
@@ -130,6 +134,8 @@ struct queue {
     struct flush_group *groups; /* waiting for an fsync */
     /* delivery */
     int64_t next;
+    int64_t delivered_mark;  /* the last ACK_DELIVERED written */
+    int64_t redeliver_below; /* from recovery: unsettled offsets below it were delivered */
     int64_t *heap;
     size_t nheap, capheap;
     struct ackset acked;
@@ -579,15 +585,31 @@ static void settle(struct queue *q, int64_t start, int64_t end)
         PUSH(q->pend, q->npend, q->cappend, ((struct ackset_range){start, end}));
 }
 
-static void flush_acks(struct queue *q)
+static void ack_encode_delivered(struct queue *q, int64_t mark)
 {
-    if (q->npend == 0)
+    uint8_t tmp[VARINT_MAX_BYTES];
+    ackrec_start(q, ACK_DELIVERED);
+    buf_put(&q->ackbuf, tmp, (size_t)varint_encode(mark, tmp));
+    q->delivered_mark = mark;
+}
+
+/* Appends the acks settled since the last flush, with the delivered mark when it moved. At
+ * close the mark is written even without acks. */
+static void flush_acks_mark(struct queue *q, bool closing)
+{
+    bool mark = q->next > q->delivered_mark && (q->npend > 0 || closing);
+    if (q->npend == 0 && !mark)
         return;
-    ack_encode_ranges(q, q->pend, q->npend);
+    if (q->npend > 0)
+        ack_encode_ranges(q, q->pend, q->npend);
     q->npend = 0;
     TRIM(q->pend, q->cappend);
+    if (mark)
+        ack_encode_delivered(q, q->next);
     ack_append(q);
 }
+
+static void flush_acks(struct queue *q) { flush_acks_mark(q, false); }
 
 static void on_snap_durable(void *arg, int status)
 {
@@ -617,6 +639,9 @@ static void maybe_snapshot(struct queue *q, bool closing)
     if (low.end > 0)
         ack_encode_ranges(q, &low, 1);
     ack_encode_ranges(q, q->acked.r, q->acked.n);
+    int64_t mark = q->next > q->delivered_mark ? q->next : q->delivered_mark;
+    if (mark > 0)
+        ack_encode_delivered(q, mark);
     if (q->nackrec == 0)
         ackrec_start(q, ACK_RANGES); /* an empty set: one empty record marks the point */
     q->snap_bytes = q->ackbuf.len - before;
@@ -929,8 +954,10 @@ static int take_next(struct queue *q, struct msg *m, int64_t *off, bool *redeliv
 {
     int rc = take_requeued(q, m, off);
     *redelivered = rc == 1;
-    if (rc == 0)
+    if (rc == 0) {
         rc = take_cursor(q, m, off);
+        *redelivered = rc == 1 && *off < q->redeliver_below;
+    }
     if (rc == 1) {
         q->ready--;
         q->unacked++;
@@ -1083,10 +1110,18 @@ static int replay_ack(void *arg, const struct batch_record *r)
     const uint8_t *p = r->value + 1, *end = r->value + r->value_len;
     int64_t a, b;
     int n;
-    if (r->value[0] == ACK_TRUNCATE) {
+    if (r->value[0] == ACK_TRUNCATE || r->value[0] == ACK_DELIVERED) {
         if (varint_decode(p, end, VARINT_MAX_BYTES, &a) < 0 || a < 0)
             return TERN_ECORRUPT;
+        if (r->value[0] == ACK_DELIVERED) {
+            if (a > q->redeliver_below)
+                q->redeliver_below = a;
+            q->delivered_mark = q->redeliver_below;
+            return 0;
+        }
         ackset_truncate(&q->acked, a);
+        if (q->redeliver_below > a)
+            q->redeliver_below = a; /* offsets from a on will hold new messages */
         return 0;
     }
     if (r->value[0] != ACK_RANGES)
@@ -1149,6 +1184,11 @@ static int recover(struct queue *q)
     ackset_add(&q->acked, 0, log_start_offset(q->log));
     if (ackset_high(&q->acked) > end && (rc = truncate_acks(q, end)) < 0)
         return rc;
+    if (q->redeliver_below > end)
+        q->redeliver_below = end;
+    if (!q->durable)
+        q->redeliver_below = 0;
+    q->delivered_mark = q->redeliver_below;
     if (!q->durable && q->acked.low < end)
         settle(q, q->acked.low, end); /* a transient queue keeps nothing across a restart */
     rc = scan_log(q->log, q->acked.low, recover_record, q);
@@ -1263,7 +1303,7 @@ static void close_common(struct queue *q, bool destroy)
     struct queue_engine *e = q->e;
     struct flush_group *last;
     int err = append_buffered(q, &last);
-    flush_acks(q);
+    flush_acks_mark(q, !destroy);
     if (!destroy) {
         maybe_snapshot(q, true);
         maybe_reclaim(q, true);

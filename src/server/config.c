@@ -588,6 +588,9 @@ void config_to_store(const struct config *cfg, struct store_config *out)
         out->log.fsync_interval_ms = cfg->fsync_interval_ms;
     out->log.segment_bytes = cfg->segment_bytes;
     out->log.checkpoint_interval_ms = cfg->checkpoint_interval_ms;
+    /* a queue stores one message per record: its batches must hold the largest message */
+    if (out->log.max_batch_bytes < cfg->max_message_size + 65536)
+        out->log.max_batch_bytes = (uint32_t)(cfg->max_message_size + 65536);
     /* The store's timer drives both intervals: tick at least as often as either. */
     if (cfg->fsync_mode == LOG_FSYNC_INTERVAL && cfg->fsync_interval_ms < out->tick_ms)
         out->tick_ms = cfg->fsync_interval_ms;

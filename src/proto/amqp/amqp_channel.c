@@ -417,8 +417,14 @@ void amqp_channel_header(struct amqp_channel *ch, const uint8_t *p, size_t n)
                             "expected method frame, got non method frame instead");
         return;
     }
-    if (amqp_header_parse(p, n, &class_id, &size, &props, &plen) < 0 || class_id != 60) {
+    if (amqp_header_parse(p, n, &class_id, &size, &props, &plen) < 0) {
         amqp_conn_error(ch->c, AMQP_SYNTAX_ERROR, AMQP_BASIC_PUBLISH, "malformed content header");
+        return;
+    }
+    if (class_id != 60) {
+        amqp_conn_error(ch->c, AMQP_UNEXPECTED_FRAME, AMQP_BASIC_PUBLISH,
+                        "content header for class %u does not match basic.publish (class 60)",
+                        class_id);
         return;
     }
     if (ch->closing) { /* publish to a missing exchange: swallow the content */
@@ -460,7 +466,7 @@ void amqp_channel_body(struct amqp_channel *ch, const uint8_t *p, size_t n)
         return;
     }
     if (ch->body.len + n > ch->body_size) {
-        amqp_conn_error(ch->c, AMQP_FRAME_ERROR, AMQP_BASIC_PUBLISH,
+        amqp_conn_error(ch->c, AMQP_UNEXPECTED_FRAME, AMQP_BASIC_PUBLISH,
                         "content body larger than the size its header announced");
         return;
     }

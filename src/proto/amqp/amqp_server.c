@@ -307,6 +307,8 @@ static int sasl_credentials(struct amqp_str mech, struct amqp_str resp, char *us
         const uint8_t *z2 = memchr(u, 0, (size_t)(end - u));
         if (z2 == NULL)
             return -1;
+        if (memchr(z2 + 1, 0, (size_t)(end - z2 - 1)) != NULL)
+            return -1; /* a third NUL: not authzid\0user\0pass */
         copy_str(user, 256, u, (size_t)(z2 - u));
         copy_str(pass, 256, z2 + 1, (size_t)(end - z2 - 1));
         return 0;
@@ -565,8 +567,12 @@ static void channel_frame(struct amqp_conn *c, const struct amqp_frame *f)
 
 static void conn_frame(struct amqp_conn *c, const struct amqp_frame *f)
 {
-    if (f->type == AMQP_FRAME_HEARTBEAT && f->channel == 0)
+    if (f->type == AMQP_FRAME_HEARTBEAT && f->channel == 0) {
+        if (f->size != 0)
+            amqp_conn_error(c, AMQP_FRAME_ERROR, 0, "heartbeat frame with a payload of %u bytes",
+                            f->size);
         return;
+    }
     if (f->channel != 0) {
         if (c->state != AMQP_C_RUNNING) {
             if (c->state != AMQP_C_CLOSING)
