@@ -91,7 +91,13 @@ struct amqp_channel {
     struct consumer *consumers;
     uint16_t prefetch, global_prefetch;
     char last_queue[256];
+    struct amqp_reply_state reply;
 };
+
+struct amqp_reply_state *amqp_channel_reply(struct amqp_channel *ch) { return &ch->reply; }
+struct amqp_conn *amqp_channel_conn(const struct amqp_channel *ch) { return ch->c; }
+uint16_t amqp_channel_id(const struct amqp_channel *ch) { return ch->id; }
+uint64_t amqp_channel_take_tag(struct amqp_channel *ch) { return ch->next_tag++; }
 
 static void channel_unref(struct amqp_channel *ch);
 
@@ -326,7 +332,31 @@ static struct table *msg_headers(struct amqp_channel *ch, const struct msg *m)
 
 /* Routes one complete message. p (may be NULL) collects durability waits. Returns the number
  * of queues reached, or -1 after raising an error. */
-static int route(struct amqp_channel *ch, const struct msg *m, bool mandatory, struct pub *p)
+static int route_vhost(struct amqp_channel *ch, const struct msg *m, bool mandatory,
+                       struct pub *p);
+
+static int route(struct amqp_channel *ch, const struct msg *mp, bool mandatory, struct pub *p)
+{
+    struct msg rewritten = *mp;
+    const struct msg *m = mp;
+    struct buf props = BUF_INIT;
+    if (amqp_reply_route(ch, mp))
+        return 1;
+    int rw = amqp_reply_rewrite(ch, mp, &props);
+    if (rw < 0)
+        return -1;
+    if (rw > 0) {
+        rewritten.props = props.p;
+        rewritten.props_len = props.len;
+        m = &rewritten;
+    }
+    int n = route_vhost(ch, m, mandatory, p);
+    buf_fini(&props);
+    return n;
+}
+
+static int route_vhost(struct amqp_channel *ch, const struct msg *m, bool mandatory,
+                       struct pub *p)
 {
     struct vhost_err err;
     struct table *headers = msg_headers(ch, m);
@@ -689,11 +719,13 @@ static void on_consume(struct amqp_channel *ch, const struct amqp_basic_consume 
     if (tag[0] == '\0') {
         strcpy(tag, "amq.ctag-");
         random_suffix(tag + 9, 22);
-    } else if (find_consumer(ch, tag)) {
+    } else if (find_consumer(ch, tag) || (ch->reply.on && strcmp(ch->reply.tag, tag) == 0)) {
         amqp_conn_error(ch->c, AMQP_NOT_ALLOWED, AMQP_BASIC_CONSUME,
                         "attempt to reuse consumer tag '%s'", tag);
         return;
     }
+    if (amqp_reply_queue(qname))
+        return amqp_reply_consume(ch, tag, bc->no_ack, bc->nowait);
     if (vhost_queue_get(vh, qname, ch->c->id, &vq, &err) < 0)
         return vhost_error(ch, AMQP_BASIC_CONSUME, &err);
     struct consumer *c = tern_xcalloc(1, sizeof(*c));
@@ -736,6 +768,8 @@ static void on_cancel(struct amqp_channel *ch, const struct amqp_basic_cancel *b
     struct consumer *c = find_consumer(ch, tag);
     if (c)
         cancel_consumer(ch, c);
+    else
+        amqp_reply_cancel(ch, tag);
     if (!bc->nowait) {
         struct amqp_method ok = {.id = AMQP_BASIC_CANCEL_OK};
         ok.basic_cancel_ok.consumer_tag = bc->consumer_tag;

@@ -24,6 +24,13 @@
 
 struct amqp_channel;
 
+/* Direct reply-to consumer of a channel (amqp_reply.c). */
+struct amqp_reply_state {
+    bool on;
+    char tag[256];
+    char token[32];
+};
+
 enum amqp_cstate {
     AMQP_C_HEADER,   /* waiting for the protocol header */
     AMQP_C_START_OK, /* connection.start sent */
@@ -78,6 +85,9 @@ void amqp_conn_note_publish(struct amqp_conn *c);
 /* Asks for amqp_channel_confirm_flush() on c's channels after this loop turn's callbacks, so
  * confirms made durable by one fsync go out as one `multiple` ack. */
 void amqp_conn_confirm_later(struct amqp_conn *c);
+/* The open channel chan of connection conn_id, or NULL. */
+struct amqp_channel *amqp_server_find_channel(struct amqp_server *s, uint64_t conn_id,
+                                              unsigned chan);
 
 /* ---- amqp_channel.c ---- */
 struct amqp_channel *amqp_channel_new(struct amqp_conn *c, uint16_t id);
@@ -97,5 +107,22 @@ bool amqp_channel_expects_content(const struct amqp_channel *ch);
 void amqp_channel_kick(struct amqp_channel *ch);
 /* Sends the confirms settled since the last call. */
 void amqp_channel_confirm_flush(struct amqp_channel *ch);
+struct amqp_reply_state *amqp_channel_reply(struct amqp_channel *ch);
+struct amqp_conn *amqp_channel_conn(const struct amqp_channel *ch);
+uint16_t amqp_channel_id(const struct amqp_channel *ch);
+uint64_t amqp_channel_take_tag(struct amqp_channel *ch); /* a delivery tag nothing tracks */
+
+/* ---- amqp_reply.c: direct reply-to ---- */
+bool amqp_reply_queue(const char *name);
+/* basic.consume / basic.cancel on the pseudo queue (cancel: true when tag was the reply
+ * consumer). */
+void amqp_reply_consume(struct amqp_channel *ch, const char *tag, bool no_ack, bool nowait);
+bool amqp_reply_cancel(struct amqp_channel *ch, const char *tag);
+/* A publish whose reply_to is the pseudo queue: rewrites the properties into props_out.
+ * Returns 1 (rewritten), 0 (not such a publish) or -1 (error raised). */
+int amqp_reply_rewrite(struct amqp_channel *ch, const struct msg *m, struct buf *props_out);
+/* A publish to a reply name: delivered to the requester (or dropped). Returns 1 when m was
+ * such a reply, else 0. */
+int amqp_reply_route(struct amqp_channel *from, const struct msg *m);
 
 #endif

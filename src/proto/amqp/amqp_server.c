@@ -743,6 +743,20 @@ static void alarm_check(uv_timer_t *t)
     }
 }
 
+struct amqp_channel *amqp_server_find_channel(struct amqp_server *s, uint64_t conn_id,
+                                              unsigned chan)
+{
+    for (struct amqp_conn *c = s->conns; c; c = c->next) {
+        if (c->id != conn_id)
+            continue;
+        if (c->state != AMQP_C_RUNNING || chan == 0 || chan > c->channel_max)
+            return NULL;
+        struct amqp_channel *ch = c->channels[chan];
+        return ch && !amqp_channel_closing(ch) ? ch : NULL;
+    }
+    return NULL;
+}
+
 /* ---- coalesced confirms ---------------------------------------------------------------- */
 
 void amqp_conn_confirm_later(struct amqp_conn *c)
