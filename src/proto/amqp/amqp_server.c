@@ -174,6 +174,7 @@ static void on_close(void *ctx, struct net_conn *nc, int status)
 {
     struct amqp_conn *c = ctx;
     (void)nc;
+    (void)status; /* only logged at debug level */
     TLOG_DEBUG("amqp", "event=amqp_close conn=%llu status=%d", (unsigned long long)c->id, status);
     c->state = AMQP_C_DEAD;
     release_channels(c);
