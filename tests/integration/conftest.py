@@ -30,22 +30,9 @@ import time
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-# Generous: ASan builds start slowly and CI machines are loaded.
-TIMEOUT = float(os.environ.get("TERN_TEST_TIMEOUT", "30"))
+from ternlib import REPO, TIMEOUT, parse_log_line
 
-_KV = re.compile(r'([A-Za-z0-9_.]+)=("(?:[^"\\]|\\.)*"|\S*)')
 _DEFAULT = object()
-
-
-def parse_log_line(line):
-    """The key=value pairs of one tlog line as a dict (quotes removed from quoted values)."""
-    out = {}
-    for key, value in _KV.findall(line):
-        if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
-            value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-        out[key] = value
-    return out
 
 
 def _binary(env_var, name):

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import REPO, TIMEOUT
+from ternlib import REPO, TIMEOUT
 
 DUMP_LINE = re.compile(r"^offset=(\d+) timestamp=(-?\d+) key=(.*?) value=(.*)$")
 APPENDED = re.compile(r"^appended base_offset=(\d+) last_offset=(\d+)$")

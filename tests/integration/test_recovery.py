@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from conftest import TIMEOUT
+from ternlib import TIMEOUT
 
 FIRST_SEGMENT = "00000000000000000000.log"
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import REPO, TIMEOUT, parse_log_line
+from ternlib import REPO, TIMEOUT, parse_log_line
 
 OPTIONS = {  # option -> default shown by --help
     "--config": None,

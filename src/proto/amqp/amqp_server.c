@@ -437,12 +437,6 @@ static void on_open(struct amqp_conn *c, const struct amqp_connection_open *o)
         uint64_t period = c->heartbeat * 1000ULL / 2;
         timer_start(c, period, heartbeat_cb, period);
     }
-    if (c->srv->alarm && c->cap_blocked) {
-        struct amqp_method b = {.id = AMQP_CONNECTION_BLOCKED};
-        b.connection_blocked.reason = (struct amqp_str){(const uint8_t *)"low on memory", 13};
-        amqp_send_method(c, 0, &b);
-        c->blocked_sent = true;
-    }
     TLOG_INFO("amqp", "event=amqp_open conn=%llu peer=%s user=\"%s\" vhost=%s frame_max=%u "
               "channel_max=%u heartbeat=%u",
               (unsigned long long)c->id, net_conn_peer(c->nc), c->user, vh, c->frame_max,
@@ -713,10 +707,13 @@ static void send_blocked(struct amqp_conn *c, bool blocked)
     c->blocked_sent = blocked;
 }
 
+/* As RabbitMQ: only a connection that publishes is blocked (and told so); consumers and idle
+ * connections are left alone. */
 void amqp_conn_note_publish(struct amqp_conn *c)
 {
     c->published = true;
     if (c->srv->alarm && !c->paused) {
+        send_blocked(c, true);
         c->paused = true;
         net_conn_pause(c->nc);
     }
@@ -733,7 +730,8 @@ static void alarm_check(uv_timer_t *t)
               over ? "set" : "cleared", net_buffered_bytes(),
               (unsigned long long)s->cfg.memory_high_watermark);
     for (struct amqp_conn *c = s->conns; c; c = c->next) {
-        send_blocked(c, over);
+        if (c->published)
+            send_blocked(c, over);
         if (over && c->published && !c->paused && c->nc) {
             c->paused = true;
             net_conn_pause(c->nc);
