@@ -69,12 +69,14 @@ def from_ternd_args(args):
         elif name == "--memory-high-watermark":
             # RabbitMQ's watermark is on the whole VM's memory: count Erlang's own allocation
             # (prompt to fall after a drain), check it every 100 ms, keep queues from paging
-            # messages out, and put the line `value` bytes above the idle node's use.
+            # messages out, and put the line `value` bytes above the idle node's use, plus
+            # 24 MiB for the code and processes the first channels and queues bring in
+            # (without it the node stayed above the line after a full drain).
             config += ["vm_memory_calculation_strategy = erlang",
                        "memory_monitor_interval = 100",
                        "vm_memory_high_watermark_paging_ratio = 0.99"]
             ctl.append(["eval", "vm_memory_monitor:set_vm_memory_high_watermark({absolute, "
-                        f"vm_memory_monitor:get_process_memory() + {int(value)}}})."])
+                        f"vm_memory_monitor:get_process_memory() + {int(value) + (24 << 20)}}})."])
         elif name == "--max-connections":
             if int(value) > 0:
                 ctl.append(["set_vhost_limits", "-p", "/", f'{{"max-connections": {value}}}'])
