@@ -18,6 +18,11 @@ the suite itself is checked: a test that fails against RabbitMQ is a wrong test.
         a.restart()                                 # SIGTERM, same data dir and args, new port
         a.kill9_restart()                           # SIGKILL, same
 
+    def test_delivery(conn, queue):                 # a connection and an exclusive queue of it
+        ch = conn.channel()
+
+Shared helpers (fill, bodies, pump, ...) are in amqphelp.py: `from amqphelp import ...`.
+
 Markers:
   tern_only         needs ternd options or a restart; deselected under rabbitmq, unless
                     TERN_AMQP_RABBITMQ_ALL=1: then restarts act on the RabbitMQ node too, and
@@ -291,3 +296,15 @@ def amqp_factory(request, tmp_path):
 def amqp(amqp_factory):
     """The broker with default options (see AmqpServer)."""
     return amqp_factory()
+
+
+@pytest.fixture
+def conn(amqp):
+    """A pika.BlockingConnection to the broker with default options."""
+    return amqp.connect()
+
+
+@pytest.fixture
+def queue(conn):
+    """A server-named exclusive queue of conn."""
+    return conn.channel().queue_declare("", exclusive=True).method.queue

@@ -6,38 +6,23 @@ rollback of publishes and acks, and the two modes refusing each other.
 import time
 
 import pika
-import pika.exceptions
-import pytest
+
+from amqphelp import bodies, counts, roundtrip
 
 
 def ready(ch, queue):
-    return ch.queue_declare(queue, passive=True).method.message_count
+    """The queue's ready messages."""
+    return counts(ch, queue)[0]
 
 
-def get_all(ch, queue):
-    out = []
-    while True:
-        method, _, body = ch.basic_get(queue, auto_ack=True)
-        if method is None:
-            return out
-        out.append(body)
-
-
-def wait_ready(ch, queue, n, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while ready(ch, queue) != n:
-        assert time.monotonic() < deadline, f"{queue}: {ready(ch, queue)} ready, not {n}"
-        time.sleep(0.02)
-
-
-@pytest.fixture
-def conn(amqp):
-    return amqp.connect()
-
-
-@pytest.fixture
-def queue(conn):
-    return conn.channel().queue_declare("", exclusive=True).method.queue
+def assert_mode_switch_refused(amqp, conn, first, second, text):
+    """A channel put in one mode by first(ch) refuses the other, second(ch), with 406 text; the
+    connection stays open."""
+    ch = conn.channel()
+    first(ch)
+    with amqp.channel_error(406, text):
+        second(ch)
+    assert conn.is_open
 
 
 def test_confirm_many_blocking(conn, queue):
@@ -47,16 +32,16 @@ def test_confirm_many_blocking(conn, queue):
         ch.basic_publish("", queue, f"c{i}".encode(), mandatory=True)
     reader = conn.channel()
     assert ready(reader, queue) == 500
-    assert get_all(reader, queue) == [f"c{i}".encode() for i in range(500)]
+    assert bodies(reader, queue) == [f"c{i}".encode() for i in range(500)]
 
 
 def test_confirm_select_is_idempotent(conn, queue):
     ch = conn.channel()
     ch.confirm_delivery()
     ch._impl.confirm_delivery(lambda *a: None)  # a second confirm.select is allowed
-    ch.basic_qos()  # round trip: still open
+    roundtrip(ch)  # still open
     ch.basic_publish("", queue, b"after-second-select")
-    assert get_all(conn.channel(), queue) == [b"after-second-select"]
+    assert bodies(conn.channel(), queue) == [b"after-second-select"]
 
 
 def test_multiple_acks_cover_every_tag_once(amqp):
@@ -107,7 +92,7 @@ def test_tx_commit_publishes(conn, queue):
     assert observer.basic_get(queue) == (None, None, None)
     ch.tx_commit()
     assert ready(observer, queue) == 3
-    assert get_all(observer, queue) == [b"t0", b"t1", b"t2"]
+    assert bodies(observer, queue) == [b"t0", b"t1", b"t2"]
 
 
 def test_tx_is_a_channel_mode_commit_starts_the_next(conn, queue):
@@ -118,9 +103,9 @@ def test_tx_is_a_channel_mode_commit_starts_the_next(conn, queue):
     ch.basic_publish("", queue, b"second")  # in a new transaction
     observer = conn.channel()
     time.sleep(0.1)
-    assert get_all(observer, queue) == [b"first"]
+    assert bodies(observer, queue) == [b"first"]
     ch.tx_commit()
-    assert get_all(observer, queue) == [b"second"]
+    assert bodies(observer, queue) == [b"second"]
 
 
 def test_tx_rollback_discards_publishes(conn, queue):
@@ -130,7 +115,7 @@ def test_tx_rollback_discards_publishes(conn, queue):
     ch.tx_rollback()
     ch.basic_publish("", queue, b"kept")
     ch.tx_commit()
-    assert get_all(conn.channel(), queue) == [b"kept"]
+    assert bodies(conn.channel(), queue) == [b"kept"]
 
 
 def test_tx_rollback_discards_acks(conn, queue):
@@ -150,7 +135,7 @@ def test_tx_rollback_discards_acks(conn, queue):
     ch.basic_ack(m2.delivery_tag)  # the tags are still valid
     ch.tx_commit()
     ch.close()  # a is unacked: back to the queue
-    assert get_all(conn.channel(), queue) == [b"a"]
+    assert bodies(conn.channel(), queue) == [b"a"]
 
 
 def test_tx_commit_acks(conn, queue):
@@ -163,7 +148,7 @@ def test_tx_commit_acks(conn, queue):
     ch.basic_ack(m.delivery_tag)
     ch.tx_commit()
     ch.close()
-    assert get_all(conn.channel(), queue) == []
+    assert bodies(conn.channel(), queue) == []
 
 
 def test_tx_commit_across_queues(amqp, conn):
@@ -174,7 +159,7 @@ def test_tx_commit_across_queues(amqp, conn):
         ch.basic_publish("", q, q.encode())
     ch.tx_commit()
     observer = conn.channel()
-    assert [get_all(observer, q) for q in qs] == [[q.encode()] for q in qs]
+    assert [bodies(observer, q) for q in qs] == [[q.encode()] for q in qs]
 
 
 def test_tx_commit_without_select(amqp, conn):
@@ -186,19 +171,15 @@ def test_tx_commit_without_select(amqp, conn):
 
 
 def test_confirm_on_tx_channel(amqp, conn):
-    ch = conn.channel()
-    ch.tx_select()
-    with amqp.channel_error(406, "PRECONDITION_FAILED - cannot switch from tx to confirm mode"):
-        ch.confirm_delivery()
-    assert conn.is_open
+    assert_mode_switch_refused(
+        amqp, conn, lambda ch: ch.tx_select(), lambda ch: ch.confirm_delivery(),
+        "PRECONDITION_FAILED - cannot switch from tx to confirm mode")
 
 
 def test_tx_on_confirm_channel(amqp, conn):
-    ch = conn.channel()
-    ch.confirm_delivery()
-    with amqp.channel_error(406, "PRECONDITION_FAILED - cannot switch from confirm to tx mode"):
-        ch.tx_select()
-    assert conn.is_open
+    assert_mode_switch_refused(
+        amqp, conn, lambda ch: ch.confirm_delivery(), lambda ch: ch.tx_select(),
+        "PRECONDITION_FAILED - cannot switch from confirm to tx mode")
 
 
 def test_uncommitted_publishes_dropped_when_channel_closes(conn, queue):
@@ -207,4 +188,4 @@ def test_uncommitted_publishes_dropped_when_channel_closes(conn, queue):
     ch.basic_publish("", queue, b"never")
     ch.close()
     time.sleep(0.1)
-    assert get_all(conn.channel(), queue) == []
+    assert bodies(conn.channel(), queue) == []

@@ -4,46 +4,11 @@ prefetch (per consumer and per channel), basic.recover, requeue order when a cha
 connection closes, and mandatory returns ordered before the publisher confirm.
 """
 
-import time
-
 import pika
-import pika.exceptions
 import pytest
 
-
-def fill(ch, queue, n, prefix="m"):
-    """Publishes n messages m0..m<n-1> to queue through the default exchange, with confirms
-    on a channel of its own so the caller's channel stays a plain one."""
-    pub = ch.connection.channel()
-    pub.confirm_delivery()
-    for i in range(n):
-        pub.basic_publish("", queue, f"{prefix}{i}".encode(), mandatory=True)
-    pub.close()
-
-
-def get_all(ch, queue):
-    """basic.get (auto-ack) until empty: [(body, redelivered)]."""
-    out = []
-    while True:
-        method, _, body = ch.basic_get(queue, auto_ack=True)
-        if method is None:
-            return out
-        out.append((body, method.redelivered))
-
-
-def pump(conn, until, timeout=5.0):
-    """Processes events until until() is true; fails after timeout."""
-    deadline = time.monotonic() + timeout
-    while not until():
-        assert time.monotonic() < deadline, "timed out waiting for deliveries"
-        conn.process_data_events(0.02)
-
-
-def settle(conn, seconds=0.3):
-    """Processes events for a while: deliveries that were going to come have come."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        conn.process_data_events(0.02)
+from amqphelp import (bodies_redelivered, counts, fill, get_unacked, pump, roundtrip, settle,
+                      wait_counts)
 
 
 def recorder():
@@ -56,22 +21,29 @@ def recorder():
     return got, on_message
 
 
-@pytest.fixture
-def conn(amqp):
-    return amqp.connect()
+def consume(ch, queue, **kw):
+    """A consumer of queue on ch (kw as for basic_consume) with a recorder(): (tag, got)."""
+    got, cb = recorder()
+    return ch.basic_consume(queue, cb, **kw), got
 
 
-@pytest.fixture
-def queue(conn):
-    return conn.channel().queue_declare("", exclusive=True).method.queue
+def recorders(ch, queue, n):
+    """n consumers of queue on ch, each with a recorder(): [got]."""
+    return [consume(ch, queue)[1] for _ in range(n)]
+
+
+def consume_filled(conn, queue, n, **kw):
+    """Fills queue with m0..m<n-1> and consumes it on a new channel of conn (kw as for
+    basic_consume) with a recorder(), until all n have come: (ch, consumer tag, got)."""
+    ch = conn.channel()
+    fill(ch, queue, n)
+    tag, got = consume(ch, queue, **kw)
+    pump(conn, lambda: len(got) == n)
+    return ch, tag, got
 
 
 def test_consume_manual_ack(conn, queue):
-    ch = conn.channel()
-    fill(ch, queue, 3)
-    got, cb = recorder()
-    tag = ch.basic_consume(queue, cb)
-    pump(conn, lambda: len(got) == 3)
+    ch, tag, got = consume_filled(conn, queue, 3)
     assert [b for b, _ in got] == [b"m0", b"m1", b"m2"]
     assert [m.delivery_tag for _, m in got] == [1, 2, 3]
     assert {m.consumer_tag for _, m in got} == {tag}
@@ -79,37 +51,29 @@ def test_consume_manual_ack(conn, queue):
     for _, m in got:
         ch.basic_ack(m.delivery_tag)
     ch.basic_cancel(tag)
-    assert get_all(ch, queue) == []
+    assert bodies_redelivered(ch, queue) == []
 
 
 def test_consume_no_ack(conn, queue):
-    ch = conn.channel()
-    fill(ch, queue, 4)
-    got, cb = recorder()
-    tag = ch.basic_consume(queue, cb, auto_ack=True)
-    pump(conn, lambda: len(got) == 4)
+    ch, tag, _ = consume_filled(conn, queue, 4, auto_ack=True)
     ch.basic_cancel(tag)
     ch.close()  # nothing was unacked: nothing comes back
-    assert get_all(conn.channel(), queue) == []
+    assert bodies_redelivered(conn.channel(), queue) == []
 
 
 def test_unacked_come_back_redelivered_after_cancel_and_close(conn, queue):
-    ch = conn.channel()
-    fill(ch, queue, 2)
-    got, cb = recorder()
-    tag = ch.basic_consume(queue, cb)
-    pump(conn, lambda: len(got) == 2)
+    ch, tag, _ = consume_filled(conn, queue, 2)
     ch.basic_cancel(tag)  # cancel does not requeue: still unacked on ch
     settle(conn, 0.1)
-    assert conn.channel().queue_declare(queue, passive=True).method.message_count == 0
+    assert counts(conn.channel(), queue)[0] == 0
     ch.close()
-    assert get_all(conn.channel(), queue) == [(b"m0", True), (b"m1", True)]
+    assert bodies_redelivered(conn.channel(), queue) == [(b"m0", True), (b"m1", True)]
 
 
 def test_client_consumer_tag(conn, queue):
     ch = conn.channel()
     assert ch.basic_consume(queue, lambda *a: None, consumer_tag="my-tag") == "my-tag"
-    assert conn.channel().queue_declare(queue, passive=True).method.consumer_count == 1
+    assert counts(conn.channel(), queue)[1] == 1
 
 
 def test_server_generated_consumer_tags(amqp):
@@ -137,22 +101,21 @@ def test_server_generated_consumer_tags(amqp):
 
 def test_basic_cancel_stops_deliveries(conn, queue):
     ch = conn.channel()
-    got, cb = recorder()
-    tag = ch.basic_consume(queue, cb, auto_ack=True)
+    tag, got = consume(ch, queue, auto_ack=True)
     fill(ch, queue, 1, "before")
     pump(conn, lambda: len(got) == 1)
     assert ch.basic_cancel(tag) == []
     fill(ch, queue, 1, "after")
     settle(conn, 0.2)
     assert [b for b, _ in got] == [b"before0"]
-    assert get_all(ch, queue) == [(b"after0", False)]
-    assert conn.channel().queue_declare(queue, passive=True).method.consumer_count == 0
+    assert bodies_redelivered(ch, queue) == [(b"after0", False)]
+    assert counts(conn.channel(), queue)[1] == 0
 
 
 def test_cancel_unknown_consumer_tag_is_ok(conn):
     ch = conn.channel()
     ch._impl.basic_cancel("no-such-tag")  # spec: not an error
-    ch.basic_qos(prefetch_count=1)  # a round trip: the channel is still open
+    roundtrip(ch)  # the channel is still open
     assert ch.is_open
 
 
@@ -185,7 +148,7 @@ def test_basic_get_and_get_empty(conn, queue):
     method2, _, body2 = ch.basic_get(queue, auto_ack=True)
     assert (body2, method2.message_count, method2.delivery_tag) == (b"m1", 1, 2)
     ch.basic_ack(method.delivery_tag)
-    assert get_all(ch, queue) == [(b"m2", False)]
+    assert bodies_redelivered(ch, queue) == [(b"m2", False)]
     assert ch.basic_get(queue) == (None, None, None)
 
 
@@ -202,12 +165,7 @@ def test_redelivered_flag_after_reject_requeue(conn, queue):
 
 def tags_for(ch, queue, n):
     """basic.get n messages without acking: [delivery_tag]."""
-    tags = []
-    for _ in range(n):
-        method, _, _ = ch.basic_get(queue)
-        assert method is not None
-        tags.append(method.delivery_tag)
-    return tags
+    return [method.delivery_tag for method, _ in get_unacked(ch, queue, n)]
 
 
 def test_ack_multiple(conn, queue):
@@ -216,7 +174,7 @@ def test_ack_multiple(conn, queue):
     assert tags_for(ch, queue, 5) == [1, 2, 3, 4, 5]
     ch.basic_ack(3, multiple=True)  # 1, 2, 3
     ch.basic_nack(0, multiple=True, requeue=True)  # tag 0 + multiple: everything left
-    assert get_all(ch, queue) == [(b"m3", True), (b"m4", True)]
+    assert bodies_redelivered(ch, queue) == [(b"m3", True), (b"m4", True)]
 
 
 def test_ack_zero_multiple_acks_all_outstanding(conn, queue):
@@ -225,7 +183,7 @@ def test_ack_zero_multiple_acks_all_outstanding(conn, queue):
     tags_for(ch, queue, 3)
     ch.basic_ack(0, multiple=True)
     ch.close()
-    assert get_all(conn.channel(), queue) == []
+    assert bodies_redelivered(conn.channel(), queue) == []
 
 
 def test_nack_multiple_requeue_false_drops(conn, queue):
@@ -235,7 +193,7 @@ def test_nack_multiple_requeue_false_drops(conn, queue):
     ch.basic_nack(3, multiple=True, requeue=False)  # m0..m2 dropped
     ch.basic_reject(4, requeue=True)  # m3 back
     ch.basic_ack(5)  # m4 done
-    assert get_all(ch, queue) == [(b"m3", True)]
+    assert bodies_redelivered(ch, queue) == [(b"m3", True)]
 
 
 def test_nack_single_and_reject_without_requeue(conn, queue):
@@ -246,13 +204,13 @@ def test_nack_single_and_reject_without_requeue(conn, queue):
     ch.basic_reject(3, requeue=False)  # m2 dropped
     ch.basic_nack(1, requeue=False)  # m0 dropped
     ch.close()  # m3 still unacked: requeued
-    assert get_all(conn.channel(), queue) == [(b"m1", True), (b"m3", True)]
+    assert bodies_redelivered(conn.channel(), queue) == [(b"m1", True), (b"m3", True)]
 
 
 def expect_after_async(amqp, ch, code, text):
     """ack / nack / reject have no reply: a channel error shows on the next round trip."""
     with amqp.channel_error(code, text):
-        ch.basic_qos(prefetch_count=0)
+        roundtrip(ch)
 
 
 @pytest.mark.parametrize("settle_fn", ["ack", "nack", "reject"])
@@ -264,7 +222,7 @@ def test_unknown_delivery_tag(amqp, conn, queue, settle_fn):
     expect_after_async(amqp, ch, 406, "PRECONDITION_FAILED - unknown delivery tag 99")
     assert conn.is_open
     # The channel closed: its unacked message went back.
-    assert get_all(conn.channel(), queue) == [(b"m0", True)]
+    assert bodies_redelivered(conn.channel(), queue) == [(b"m0", True)]
 
 
 def test_double_ack(amqp, conn, queue):
@@ -274,7 +232,7 @@ def test_double_ack(amqp, conn, queue):
     ch.basic_ack(1)
     ch.basic_ack(1)
     expect_after_async(amqp, ch, 406, "PRECONDITION_FAILED - unknown delivery tag 1")
-    assert get_all(conn.channel(), queue) == []  # the first ack stuck
+    assert bodies_redelivered(conn.channel(), queue) == []  # the first ack stuck
 
 
 def test_ack_zero_without_multiple_is_unknown(amqp, conn):
@@ -299,17 +257,14 @@ def test_delivery_tags_are_per_channel(conn, queue):
     assert tags_for(b, queue, 1) == [1]
     a.basic_ack(1)
     b.basic_ack(1)
-    assert get_all(conn.channel(), queue) == []
+    assert bodies_redelivered(conn.channel(), queue) == []
 
 
 def test_prefetch_per_consumer(conn, queue):
     ch = conn.channel()
     fill(ch, queue, 10)
     ch.basic_qos(prefetch_count=2, global_qos=False)
-    got1, cb1 = recorder()
-    got2, cb2 = recorder()
-    ch.basic_consume(queue, cb1)
-    ch.basic_consume(queue, cb2)
+    got1, got2 = recorders(ch, queue, 2)
     pump(conn, lambda: len(got1) == 2 and len(got2) == 2)
     settle(conn)
     assert (len(got1), len(got2)) == (2, 2)
@@ -324,10 +279,7 @@ def test_prefetch_global_per_channel(conn, queue):
     ch = conn.channel()
     fill(ch, queue, 10)
     ch.basic_qos(prefetch_count=3, global_qos=True)
-    got1, cb1 = recorder()
-    got2, cb2 = recorder()
-    ch.basic_consume(queue, cb1)
-    ch.basic_consume(queue, cb2)
+    got1, got2 = recorders(ch, queue, 2)
     pump(conn, lambda: len(got1) + len(got2) == 3)
     settle(conn)
     assert len(got1) + len(got2) == 3
@@ -345,20 +297,17 @@ def test_prefetch_global_and_per_consumer_together(conn, queue):
     # after the global one (4 deliveries then).
     ch.basic_qos(prefetch_count=1, global_qos=False)
     ch.basic_qos(prefetch_count=3, global_qos=True)
-    got = [recorder() for _ in range(4)]
-    for _, cb in got:
-        ch.basic_consume(queue, cb)
-    pump(conn, lambda: sum(len(g) for g, _ in got) == 3)
+    got = recorders(ch, queue, 4)
+    pump(conn, lambda: sum(len(g) for g in got) == 3)
     settle(conn)
-    assert sorted(len(g) for g, _ in got) == [0, 1, 1, 1]
+    assert sorted(len(g) for g in got) == [0, 1, 1, 1]
 
 
 def test_prefetch_zero_is_unlimited(conn, queue):
     ch = conn.channel()
     fill(ch, queue, 20)
     ch.basic_qos(prefetch_count=0)
-    got, cb = recorder()
-    ch.basic_consume(queue, cb)
+    _, got = consume(ch, queue)
     pump(conn, lambda: len(got) == 20)
 
 
@@ -370,11 +319,7 @@ def test_prefetch_does_not_limit_basic_get(conn, queue):
 
 
 def test_basic_recover_requeue(conn, queue):
-    ch = conn.channel()
-    fill(ch, queue, 3)
-    got, cb = recorder()
-    ch.basic_consume(queue, cb)
-    pump(conn, lambda: len(got) == 3)
+    ch, _, got = consume_filled(conn, queue, 3)
     ch.basic_ack(got[1][1].delivery_tag)
     ch.basic_recover(requeue=True)
     pump(conn, lambda: len(got) == 5)
@@ -385,7 +330,7 @@ def test_basic_recover_requeue(conn, queue):
     for _, m in again:
         ch.basic_ack(m.delivery_tag)
     ch.close()
-    assert get_all(conn.channel(), queue) == []
+    assert bodies_redelivered(conn.channel(), queue) == []
 
 
 def test_basic_recover_without_requeue_not_implemented(amqp, conn, queue):
@@ -404,8 +349,7 @@ def test_unacked_requeued_in_original_order(amqp, queue, conn, close):
         q = conn.channel().queue_declare(amqp.name("q-order"), auto_delete=False).method.queue
     ch = cons_conn.channel()
     fill(conn.channel(), q, 6)
-    got, cb = recorder()
-    tag = ch.basic_consume(q, cb)
+    tag, got = consume(ch, q)
     pump(cons_conn, lambda: len(got) == 6)
     ch.basic_ack(got[1][1].delivery_tag)
     ch.basic_ack(got[4][1].delivery_tag)
@@ -416,11 +360,8 @@ def test_unacked_requeued_in_original_order(amqp, queue, conn, close):
     else:
         cons_conn.close()
     reader = conn.channel()
-    deadline = time.monotonic() + 5
-    while reader.queue_declare(q, passive=True).method.message_count < 5:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    assert get_all(reader, q) == [(b"m0", True), (b"m2", True), (b"m3", True), (b"m5", True),
+    wait_counts(reader, q, (5, 0))
+    assert bodies_redelivered(reader, q) == [(b"m0", True), (b"m2", True), (b"m3", True), (b"m5", True),
                                   (b"late0", False)]
     if close == "connection":
         reader.queue_delete(q)

@@ -7,16 +7,11 @@ Refusals during the handshake (unknown vhost, bad login) show in pika as Probabl
 broker's connection.close in the message: those asserts check the code and text in it.
 """
 
-import time
-
 import pika
 import pika.exceptions
 import pytest
 
-
-def roundtrip(ch):
-    """A synchronous method, so an asynchronous channel error (after a publish or ack) shows."""
-    ch.basic_qos(prefetch_count=0)
+from amqphelp import confirmed_channel, pump, roundtrip
 
 
 def test_404_publish_to_missing_exchange(amqp):
@@ -30,8 +25,7 @@ def test_404_publish_to_missing_exchange(amqp):
 
 
 def test_404_publish_to_missing_exchange_with_confirms(amqp):
-    ch = amqp.connect().channel()
-    ch.confirm_delivery()
+    ch = confirmed_channel(amqp)
     x = amqp.name("x-missing")
     with amqp.channel_error(404, f"NOT_FOUND - no exchange '{x}' in vhost '/'"):
         ch.basic_publish(x, "k", b"lost")
@@ -181,10 +175,7 @@ def test_channel_error_leaves_connection_and_other_channels_working(amqp):
     assert victim.is_closed and conn.is_open
 
     pub.basic_publish("", q, b"after")  # the other channels did not notice
-    deadline = time.monotonic() + 5
-    while len(got) < 2:
-        assert time.monotonic() < deadline
-        conn.process_data_events(0.02)
+    pump(conn, lambda: len(got) >= 2)
     assert got == [b"before", b"after"]
     # The closed channel's number can be opened again.
     again = conn.channel(channel_number=number)

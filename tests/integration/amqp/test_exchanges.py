@@ -11,6 +11,8 @@ import pika
 import pika.exceptions
 import pytest
 
+from amqphelp import bodies, confirmed_channel
+
 PREDECLARED = [("amq.direct", "direct"), ("amq.fanout", "fanout"), ("amq.topic", "topic"),
                ("amq.headers", "headers"), ("amq.match", "headers")]
 
@@ -27,21 +29,9 @@ def publish(ch, exchange, key, body=b"m", headers=None, mandatory=True):
         return False
 
 
-def bodies(ch, queue):
-    """Every message in queue, taken with basic.get (auto-ack), as a list of bodies."""
-    out = []
-    while True:
-        method, _, body = ch.basic_get(queue, auto_ack=True)
-        if method is None:
-            return out
-        out.append(body)
-
-
 @pytest.fixture
 def ch(amqp):
-    c = amqp.connect().channel()
-    c.confirm_delivery()
-    return c
+    return confirmed_channel(amqp)
 
 
 def temp_queue(ch, exchange=None, key="", arguments=None):

@@ -6,41 +6,38 @@ pseudo queue, an optional feature).
 All clients run in the test's thread: pump() processes the events of every connection in turn.
 """
 
-import time
+import contextlib
 import uuid
 
 import pika
 import pytest
 
-
-def pump(conns, until, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not until():
-        assert time.monotonic() < deadline, "timed out"
-        for c in conns:
-            c.process_data_events(0.01)
+from amqphelp import confirmed_channel, drain, pump, settle
 
 
-def settle(conns, seconds=0.3):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        for c in conns:
-            c.process_data_events(0.01)
-
-
-def publisher(amqp):
-    ch = amqp.connect().channel()
-    ch.confirm_delivery()
-    return ch
+@contextlib.contextmanager
+def publisher_with(amqp, kind, prefix):
+    """A publisher (a confirm channel on a connection of its own) and a queue (kind "queue") or
+    an exchange of type kind named <prefix>-<id>, deleted after the block: (pub, name)."""
+    pub = confirmed_channel(amqp)
+    name = amqp.name(prefix)
+    if kind == "queue":
+        pub.queue_declare(name)
+    else:
+        pub.exchange_declare(name, kind)
+    try:
+        yield pub, name
+    finally:
+        if kind == "queue":
+            pub.queue_delete(name)
+        else:
+            pub.exchange_delete(name)
 
 
 def test_work_queue_fair_dispatch_with_prefetch_1(amqp):
     """Worker A takes one task and sits on it; worker B acks as it goes. With prefetch 1, B
     gets every other task instead of half of them piling up behind A."""
-    q = amqp.name("tasks")
-    pub = publisher(amqp)
-    pub.queue_declare(q, durable=False)
-    try:
+    with publisher_with(amqp, "queue", "tasks") as (pub, q):
         conns = [amqp.connect(), amqp.connect()]
         a_got, b_got = [], []
         a, b = conns[0].channel(), conns[1].channel()
@@ -61,15 +58,10 @@ def test_work_queue_fair_dispatch_with_prefetch_1(amqp):
         a.basic_ack(a_got[0][0])
         assert sorted([a_got[0][1]] + b_got) == sorted(f"task{i}".encode() for i in range(10))
         assert b_got == sorted(b_got, key=lambda s: int(s[4:]))  # B saw its tasks in order
-    finally:
-        pub.queue_delete(q)
 
 
 def test_work_queue_round_robin(amqp):
-    q = amqp.name("tasks")
-    pub = publisher(amqp)
-    pub.queue_declare(q)
-    try:
+    with publisher_with(amqp, "queue", "tasks") as (pub, q):
         conns = [amqp.connect(), amqp.connect()]
         got = [[], []]
         for i, c in enumerate(conns):
@@ -80,15 +72,10 @@ def test_work_queue_round_robin(amqp):
         pump(conns, lambda: len(got[0]) + len(got[1]) == 10)
         assert (len(got[0]), len(got[1])) == (5, 5)
         assert sorted(got[0] + got[1]) == sorted(f"t{i}".encode() for i in range(10))
-    finally:
-        pub.queue_delete(q)
 
 
 def test_pub_sub_fanout_to_three_subscribers(amqp):
-    x = amqp.name("logs")
-    pub = publisher(amqp)
-    pub.exchange_declare(x, "fanout")
-    try:
+    with publisher_with(amqp, "fanout", "logs") as (pub, x):
         subs = []
         for _ in range(3):
             conn = amqp.connect()
@@ -105,15 +92,10 @@ def test_pub_sub_fanout_to_three_subscribers(amqp):
         settle(conns, 0.1)
         expected = [f"event{i}".encode() for i in range(5)]
         assert [g for _, g in subs] == [expected] * 3
-    finally:
-        pub.exchange_delete(x)
 
 
 def test_topic_routing_log_levels(amqp):
-    x = amqp.name("topic-logs")
-    pub = publisher(amqp)
-    pub.exchange_declare(x, "topic")
-    try:
+    with publisher_with(amqp, "topic", "topic-logs") as (pub, x):
         conn = amqp.connect()
         ch = conn.channel()
         routes = {"kern": ["kern.*"], "critical": ["*.critical"], "all": ["#"],
@@ -131,10 +113,7 @@ def test_topic_routing_log_levels(amqp):
         received = {}
         for name, q in queues.items():
             received[name] = []
-            while True:
-                method, _, body = ch.basic_get(q, auto_ack=True)
-                if method is None:
-                    break
+            for method, _, body in drain(ch, q):
                 assert method.routing_key == body.decode()
                 received[name].append(body.decode())
         assert received == {
@@ -143,8 +122,6 @@ def test_topic_routing_log_levels(amqp):
             "all": sent,
             "app-errors": ["app.web.error", "app.error"],
         }
-    finally:
-        pub.exchange_delete(x)
 
 
 def serve_rpc(ch, queue):

@@ -15,44 +15,29 @@ import pika
 import pika.exceptions
 import pytest
 
+from amqphelp import bodies, confirmed_channel, drain, exists, get_unacked, roundtrip
+
 pytestmark = pytest.mark.tern_only
 
 PERSISTENT = pika.BasicProperties(delivery_mode=2)
 TRANSIENT = pika.BasicProperties(delivery_mode=1)
 
 
-def drain(ch, queue, ack=True):
-    """basic.get until empty: [(body, properties, redelivered)]."""
-    out = []
-    while True:
-        method, props, body = ch.basic_get(queue, auto_ack=ack)
-        if method is None:
-            return out
-        out.append((body, props, method.redelivered))
-
-
-def bodies(ch, queue):
-    return [b for b, _, _ in drain(ch, queue)]
-
-
-def confirmed_channel(amqp):
-    ch = amqp.connect().channel()
-    ch.confirm_delivery()
-    return ch
+def durable_queue(amqp, prefix, n=0):
+    """Declares a durable queue <prefix>-<id> and publishes n persistent messages b"0"..b"<n-1>"
+    to it, confirmed: (confirm channel, queue)."""
+    ch = confirmed_channel(amqp)
+    q = amqp.name(prefix)
+    ch.queue_declare(q, durable=True)
+    for i in range(n):
+        ch.basic_publish("", q, b"%d" % i, properties=PERSISTENT, mandatory=True)
+    return ch, q
 
 
 def missing(amqp, kind, name):
-    """Whether a passive declare of the exchange or queue answers 404."""
-    ch = amqp.connect().channel()
-    try:
-        if kind == "queue":
-            ch.queue_declare(name, passive=True)
-        else:
-            ch.exchange_declare(name, "direct", passive=True)
-        return False
-    except pika.exceptions.ChannelClosedByBroker as e:
-        assert e.reply_code == 404, e
-        return True
+    """Whether the exchange or queue is gone: a passive declare on a new connection answers
+    404."""
+    return not exists(amqp.connect(), name, kind)
 
 
 def before_kill9(amqp):
@@ -106,9 +91,7 @@ def test_durable_topology_survives(amqp, how):
 
 
 def test_persistent_messages_survive_clean_restart_with_properties(amqp):
-    ch = confirmed_channel(amqp)
-    q = amqp.name("q-durable")
-    ch.queue_declare(q, durable=True)
+    ch, q = durable_queue(amqp, "q-durable")
     props = pika.BasicProperties(
         content_type="application/octet-stream", content_encoding="identity",
         headers={"k": "v", "n": 42, "nested": {"list": [1, "two"]}}, delivery_mode=2,
@@ -122,7 +105,7 @@ def test_persistent_messages_survive_clean_restart_with_properties(amqp):
     try:
         ch = amqp.connect().channel()
         got = drain(ch, q)
-        assert [b for b, _, _ in got] == [b"first", big, b""]
+        assert [b for _, _, b in got] == [b"first", big, b""]
         p = got[0][1]
         for field in ("content_type", "content_encoding", "headers", "delivery_mode", "priority",
                       "correlation_id", "reply_to", "message_id", "timestamp", "type",
@@ -133,24 +116,19 @@ def test_persistent_messages_survive_clean_restart_with_properties(amqp):
 
 
 def test_acked_messages_do_not_come_back(amqp):
-    ch = confirmed_channel(amqp)
-    q = amqp.name("q-durable")
-    ch.queue_declare(q, durable=True)
-    for i in range(10):
-        ch.basic_publish("", q, b"%d" % i, properties=PERSISTENT, mandatory=True)
+    _, q = durable_queue(amqp, "q-durable", 10)
     cons = amqp.connect().channel()
-    for i in range(6):
-        method, _, body = cons.basic_get(q)
-        assert body == b"%d" % i
-        if i % 2 == 0:
-            cons.basic_ack(method.delivery_tag)
-    cons.basic_qos(prefetch_count=0)  # a round trip: the acks have arrived
+    got = get_unacked(cons, q, 6)
+    assert [body for _, body in got] == [b"0", b"1", b"2", b"3", b"4", b"5"]
+    for method, _ in got[::2]:  # 0, 2, 4
+        cons.basic_ack(method.delivery_tag)
+    roundtrip(cons)  # the acks have arrived
     # 1, 3, 5 are unacked when the broker stops: they come back, redelivered, first.
     amqp.restart()
     try:
         got = drain(amqp.connect().channel(), q)
-        assert [b for b, _, _ in got] == [b"1", b"3", b"5", b"6", b"7", b"8", b"9"]
-        assert [r for _, _, r in got][:3] == [True, True, True]
+        assert [b for _, _, b in got] == [b"1", b"3", b"5", b"6", b"7", b"8", b"9"]
+        assert [m.redelivered for m, _, _ in got][:3] == [True, True, True]
     finally:
         cleanup(amqp, [q])
 
@@ -235,14 +213,9 @@ def test_confirmed_messages_survive_kill9_during_publishing(amqp):
 
 
 def test_unacked_deliveries_survive_kill9(amqp):
-    ch = confirmed_channel(amqp)
-    q = amqp.name("q-crash")
-    ch.queue_declare(q, durable=True)
-    for i in range(5):
-        ch.basic_publish("", q, b"%d" % i, properties=PERSISTENT, mandatory=True)
+    _, q = durable_queue(amqp, "q-crash", 5)
     cons = amqp.connect().channel()
-    for _ in range(3):
-        assert cons.basic_get(q)[0] is not None  # delivered, never acked
+    get_unacked(cons, q, 3)  # delivered, never acked
     before_kill9(amqp)
     amqp.kill9_restart()
     try:
@@ -269,9 +242,7 @@ def test_purge_and_delete_are_durable(amqp):
 
 
 def test_two_restarts_in_a_row(amqp):
-    ch = confirmed_channel(amqp)
-    q = amqp.name("q-twice")
-    ch.queue_declare(q, durable=True)
+    ch, q = durable_queue(amqp, "q-twice")
     ch.basic_publish("", q, b"one", properties=PERSISTENT, mandatory=True)
     amqp.restart()
     ch = confirmed_channel(amqp)

@@ -9,26 +9,17 @@ import time
 import pika
 import pytest
 
-
-def fill(ch, queue, n, prefix="m"):
-    """Publishes n messages to queue through the default exchange with confirms."""
-    ch.confirm_delivery()
-    for i in range(n):
-        ch.basic_publish("", queue, f"{prefix}{i}".encode(), mandatory=True)
+from amqphelp import counts, exists, fill, pump, settle, wait_counts
 
 
-def counts(ch, queue):
-    ok = ch.queue_declare(queue, passive=True).method
-    return ok.message_count, ok.consumer_count
-
-
-def wait_counts(ch, queue, expected, timeout=5.0):
-    """Polls counts() until it equals expected: RabbitMQ applies a nack's requeue after it
-    answers a later passive declare on the same channel."""
-    deadline = time.monotonic() + timeout
-    while counts(ch, queue) != expected and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert counts(ch, queue) == expected
+def declared(amqp, prefix, **kw):
+    """A new connection, a channel on it and a queue <prefix>-<id> declared there with kw:
+    (conn, ch, queue)."""
+    conn = amqp.connect()
+    ch = conn.channel()
+    q = amqp.name(prefix)
+    ch.queue_declare(q, **kw)
+    return conn, ch, q
 
 
 def wait_gone(amqp, queue, timeout=5.0):
@@ -48,18 +39,6 @@ def wait_gone(amqp, queue, timeout=5.0):
             assert e.reply_code == 405, e
         assert time.monotonic() < deadline, f"queue {queue} still exists"
         time.sleep(0.05)
-
-
-def exists(conn, queue):
-    """Whether queue exists, asked on conn (which must own it if it is exclusive)."""
-    ch = conn.channel()
-    try:
-        ch.queue_declare(queue, passive=True)
-        ch.close()
-        return True
-    except pika.exceptions.ChannelClosedByBroker as e:
-        assert e.reply_code == 404
-        return False
 
 
 def test_transient_queue_declare_ok_fields(amqp):
@@ -125,31 +104,24 @@ def test_passive_declare_missing(amqp):
         ch.queue_declare(q, passive=True)
 
 
-def test_passive_declare_counts_ready_messages_and_consumers(amqp):
-    conn = amqp.connect()
+def test_passive_declare_counts_ready_messages_and_consumers(conn, queue):
     ch = conn.channel()
-    q = ch.queue_declare("", exclusive=True).method.queue
-    fill(ch, q, 3)
-    assert counts(ch, q) == (3, 0)
+    fill(ch, queue, 3)
+    assert counts(ch, queue) == (3, 0)
     cons = conn.channel()
     cons.basic_qos(prefetch_count=1)
     got = []
-    cons.basic_consume(q, lambda c, m, p, b: got.append(m.delivery_tag))
-    cons.basic_consume(q, lambda c, m, p, b: got.append(m.delivery_tag))
-    deadline = time.monotonic() + 5
-    while len(got) < 2:
-        assert time.monotonic() < deadline, got
-        conn.process_data_events(0.02)
-    conn.process_data_events(0.2)  # a third delivery would have come by now
+    cons.basic_consume(queue, lambda c, m, p, b: got.append(m.delivery_tag))
+    cons.basic_consume(queue, lambda c, m, p, b: got.append(m.delivery_tag))
+    pump(conn, lambda: len(got) >= 2)
+    settle(conn, 0.2)  # a third delivery would have come by now
     # Prefetch 1 for each consumer on the channel: one message each is unacked, one is ready.
     assert len(got) == 2
-    wait_counts(ch, q, (1, 2))
+    wait_counts(ch, queue, (1, 2))
 
 
 def test_exclusive_queue_locked_to_its_connection(amqp):
-    owner = amqp.connect()
-    q = amqp.name("q-excl")
-    owner.channel().queue_declare(q, exclusive=True)
+    owner, _, q = declared(amqp, "q-excl", exclusive=True)
     other = amqp.connect()
     lock = (f"RESOURCE_LOCKED - cannot obtain exclusive access to locked queue '{q}' in "
             "vhost '/'")
@@ -172,9 +144,7 @@ def test_exclusive_queue_locked_to_its_connection(amqp):
 
 
 def test_exclusive_queue_deleted_when_connection_closes(amqp):
-    owner = amqp.connect()
-    q = amqp.name("q-excl")
-    owner.channel().queue_declare(q, exclusive=True, durable=False)
+    owner, _, q = declared(amqp, "q-excl", exclusive=True, durable=False)
     assert exists(owner, q)
     # Another connection cannot even look at it (passive declare -> 405).
     with amqp.channel_error(405, "RESOURCE_LOCKED - cannot obtain exclusive access to locked "
@@ -185,10 +155,7 @@ def test_exclusive_queue_deleted_when_connection_closes(amqp):
 
 
 def test_exclusive_queue_outlives_its_channel(amqp):
-    owner = amqp.connect()
-    ch = owner.channel()
-    q = amqp.name("q-excl")
-    ch.queue_declare(q, exclusive=True)
+    owner, ch, q = declared(amqp, "q-excl", exclusive=True)
     ch.close()
     assert counts(owner.channel(), q) == (0, 0)
 
@@ -205,10 +172,7 @@ def test_auto_delete_queue_not_deleted_before_first_consumer(amqp):
 
 
 def test_auto_delete_queue_deleted_after_last_consumer_cancels(amqp):
-    conn = amqp.connect()
-    ch = conn.channel()
-    q = amqp.name("q-auto")
-    ch.queue_declare(q, auto_delete=True)
+    conn, ch, q = declared(amqp, "q-auto", auto_delete=True)
     t1 = ch.basic_consume(q, lambda *a: None)
     t2 = ch.basic_consume(q, lambda *a: None)
     ch.basic_cancel(t1)
@@ -218,10 +182,7 @@ def test_auto_delete_queue_deleted_after_last_consumer_cancels(amqp):
 
 
 def test_auto_delete_queue_deleted_when_consumer_channel_closes(amqp):
-    conn = amqp.connect()
-    ch = conn.channel()
-    q = amqp.name("q-auto")
-    ch.queue_declare(q, auto_delete=True)
+    _, ch, q = declared(amqp, "q-auto", auto_delete=True)
     ch.basic_consume(q, lambda *a: None)
     ch.close()
     wait_gone(amqp, q)
@@ -273,27 +234,22 @@ def test_reserved_queue_prefix(amqp):
         ch.queue_declare("amq.tern-test")
 
 
-def test_purge(amqp):
-    conn = amqp.connect()
+def test_purge(amqp, conn, queue):
     ch = conn.channel()
-    q = ch.queue_declare("", exclusive=True).method.queue
-    fill(ch, q, 5)
+    fill(ch, queue, 5)
     # An unacked message is not purged.
-    method, _, _ = ch.basic_get(q)
-    assert ch.queue_purge(q).method.message_count == 4
-    assert ch.queue_purge(q).method.message_count == 0
+    method, _, _ = ch.basic_get(queue)
+    assert ch.queue_purge(queue).method.message_count == 4
+    assert ch.queue_purge(queue).method.message_count == 0
     ch.basic_nack(method.delivery_tag, requeue=True)
-    wait_counts(ch, q, (1, 0))
+    wait_counts(ch, queue, (1, 0))
     missing = amqp.name("q-missing")
     with amqp.channel_error(404, f"NOT_FOUND - no queue '{missing}' in vhost '/'"):
         ch.queue_purge(missing)
 
 
 def test_delete_if_empty(amqp):
-    conn = amqp.connect()
-    ch = conn.channel()
-    q = amqp.name("q-del")
-    ch.queue_declare(q)
+    conn, ch, q = declared(amqp, "q-del")
     fill(ch, q, 2)
     with amqp.channel_error(406, f"PRECONDITION_FAILED - queue '{q}' in vhost '/' not empty"):
         ch.queue_delete(q, if_empty=True)
@@ -304,10 +260,7 @@ def test_delete_if_empty(amqp):
 
 
 def test_delete_if_unused(amqp):
-    conn = amqp.connect()
-    ch = conn.channel()
-    q = amqp.name("q-del")
-    ch.queue_declare(q)
+    conn, ch, q = declared(amqp, "q-del")
     fill(ch, q, 3)
     cons = conn.channel()
     tag = cons.basic_consume(q, lambda *a: None, auto_ack=True)
