@@ -325,3 +325,38 @@ def test_preauth_frame_on_nonzero_channel(amqp):
         c.send(frame(FRAME_METHOD, 1, method_frame(1, "channel.open")[7:-1]))
         assert_refused(c, {FRAME_ERROR, 503, 504, 505})
     check_serves(amqp.host, amqp.port)
+
+
+# ------------------------------------------------------------------ client capabilities honoured
+
+def _consume(amqp, capabilities, queue):
+    c = RawConn(amqp.host, amqp.port)
+    c.handshake(capabilities=capabilities)
+    c.open_channel(1)
+    c.send_method(1, "basic.consume", queue=queue, consumer_tag="ctag-1", no_ack=True)
+    c.expect(1, "basic.consume-ok")
+    return c
+
+
+def test_server_cancel_only_to_clients_with_consumer_cancel_notify(amqp):
+    """Deleting a queue under its consumers: a client that advertised consumer_cancel_notify gets
+    basic.cancel for its consumer; one that did not (rabbitmq-c's default) gets nothing, and both
+    channels stay open."""
+    q = amqp.name("q-cancel")
+    admin = amqp.connect().channel()
+    admin.queue_declare(q)
+    with _consume(amqp, {"consumer_cancel_notify": True}, q) as told, \
+            _consume(amqp, {"exchange_exchange_bindings": True}, q) as silent:
+        admin.queue_delete(q)
+        cancel = told.expect(1, "basic.cancel", timeout=5)
+        assert cancel.consumer_tag == "ctag-1", cancel
+        for c in (told, silent):
+            # a round trip on the same channel: whatever the server sent before qos-ok is seen
+            c.send_method(1, "basic.qos", prefetch_count=1)
+            seen = []
+            while True:
+                m = c.read_method(timeout=5)
+                if m.name == "basic.qos-ok":
+                    break
+                seen.append(m.name)
+            assert seen == [], seen
