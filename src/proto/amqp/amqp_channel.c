@@ -94,15 +94,33 @@ struct amqp_channel {
     struct amqp_reply_state reply;
 };
 
-struct amqp_reply_state *amqp_channel_reply(struct amqp_channel *ch) { return &ch->reply; }
-struct amqp_conn *amqp_channel_conn(const struct amqp_channel *ch) { return ch->c; }
-uint16_t amqp_channel_id(const struct amqp_channel *ch) { return ch->id; }
-uint64_t amqp_channel_take_tag(struct amqp_channel *ch) { return ch->next_tag++; }
+struct amqp_reply_state *amqp_channel_reply(struct amqp_channel *ch)
+{
+    return &ch->reply;
+}
+struct amqp_conn *amqp_channel_conn(const struct amqp_channel *ch)
+{
+    return ch->c;
+}
+uint16_t amqp_channel_id(const struct amqp_channel *ch)
+{
+    return ch->id;
+}
+uint64_t amqp_channel_take_tag(struct amqp_channel *ch)
+{
+    return ch->next_tag++;
+}
 
 static void channel_unref(struct amqp_channel *ch);
 
-bool amqp_channel_closing(const struct amqp_channel *ch) { return ch->closing; }
-bool amqp_channel_expects_content(const struct amqp_channel *ch) { return ch->content != 0; }
+bool amqp_channel_closing(const struct amqp_channel *ch)
+{
+    return ch->closing;
+}
+bool amqp_channel_expects_content(const struct amqp_channel *ch)
+{
+    return ch->content != 0;
+}
 
 struct amqp_channel *amqp_channel_new(struct amqp_conn *c, uint16_t id)
 {
@@ -118,23 +136,11 @@ struct amqp_channel *amqp_channel_new(struct amqp_conn *c, uint16_t id)
     return ch;
 }
 
-static void str0(char *dst, struct amqp_str s)
-{
-    memcpy(dst, s.p, s.len > 255 ? 255 : s.len);
-    dst[s.len > 255 ? 255 : s.len] = '\0';
-}
-
-static struct amqp_str cstr(const char *s)
-{
-    return (struct amqp_str){(const uint8_t *)s, (uint32_t)strlen(s)};
-}
-
 /* ---- errors ---------------------------------------------------------------------------- */
 
 static void teardown(struct amqp_channel *ch);
 
-void amqp_channel_error(struct amqp_channel *ch, int code, uint32_t method_id, const char *fmt,
-                        ...)
+void amqp_channel_error(struct amqp_channel *ch, int code, uint32_t method_id, const char *fmt, ...)
 {
     if (ch->closing || ch->released)
         return;
@@ -149,7 +155,7 @@ void amqp_channel_error(struct amqp_channel *ch, int code, uint32_t method_id, c
                (unsigned long long)ch->c->id, ch->id, code, msg);
     struct amqp_method m = {.id = AMQP_CHANNEL_CLOSE};
     m.channel_close.reply_code = (uint16_t)code;
-    m.channel_close.reply_text = cstr(msg);
+    m.channel_close.reply_text = amqp_wire_cstr(msg);
     m.channel_close.class_id = AMQP_ID_CLASS(method_id);
     m.channel_close.method_id = AMQP_ID_METHOD(method_id);
     amqp_send_method(ch->c, ch->id, &m);
@@ -310,9 +316,9 @@ static void send_return(struct amqp_channel *ch, const struct msg *m)
 {
     struct amqp_method r = {.id = AMQP_BASIC_RETURN};
     r.basic_return.reply_code = AMQP_NO_ROUTE;
-    r.basic_return.reply_text = cstr("NO_ROUTE");
-    r.basic_return.exchange = (struct amqp_str){(const uint8_t *)m->exchange,
-                                                (uint32_t)m->exchange_len};
+    r.basic_return.reply_text = amqp_wire_cstr("NO_ROUTE");
+    r.basic_return.exchange =
+        (struct amqp_str){(const uint8_t *)m->exchange, (uint32_t)m->exchange_len};
     r.basic_return.routing_key = (struct amqp_str){(const uint8_t *)m->rk, (uint32_t)m->rk_len};
     amqp_send_content(ch->c, ch->id, &r, m->props, m->props_len, m->body, m->body_len);
 }
@@ -332,8 +338,7 @@ static struct table *msg_headers(struct amqp_channel *ch, const struct msg *m)
 
 /* Routes one complete message. p (may be NULL) collects durability waits. Returns the number
  * of queues reached, or -1 after raising an error. */
-static int route_vhost(struct amqp_channel *ch, const struct msg *m, bool mandatory,
-                       struct pub *p);
+static int route_vhost(struct amqp_channel *ch, const struct msg *m, bool mandatory, struct pub *p);
 
 static int route(struct amqp_channel *ch, const struct msg *mp, bool mandatory, struct pub *p)
 {
@@ -355,14 +360,13 @@ static int route(struct amqp_channel *ch, const struct msg *mp, bool mandatory, 
     return n;
 }
 
-static int route_vhost(struct amqp_channel *ch, const struct msg *m, bool mandatory,
-                       struct pub *p)
+static int route_vhost(struct amqp_channel *ch, const struct msg *m, bool mandatory, struct pub *p)
 {
     struct vhost_err err;
     struct table *headers = msg_headers(ch, m);
     int waits = 0;
-    int n = vhost_publish(amqp_conn_vhost(ch->c), m, headers, p ? pub_durable : NULL, p, &waits,
-                          &err);
+    int n =
+        vhost_publish(amqp_conn_vhost(ch->c), m, headers, p ? pub_durable : NULL, p, &waits, &err);
     table_free(headers);
     if (n < 0) {
         vhost_error(ch, AMQP_BASIC_PUBLISH, &err);
@@ -422,8 +426,8 @@ static void on_publish(struct amqp_channel *ch, const struct amqp_basic_publish 
         amqp_conn_error(ch->c, AMQP_NOT_IMPLEMENTED, AMQP_BASIC_PUBLISH, "immediate=true");
         return;
     }
-    str0(ch->exchange, bp->exchange);
-    str0(ch->rk, bp->routing_key);
+    amqp_wire_str_copy(ch->exchange, sizeof(ch->exchange), bp->exchange);
+    amqp_wire_str_copy(ch->rk, sizeof(ch->rk), bp->routing_key);
     struct vhost_err err;
     if (vhost_publish_check(amqp_conn_vhost(ch->c), ch->exchange, &err) < 0) {
         vhost_error(ch, AMQP_BASIC_PUBLISH, &err);
@@ -538,8 +542,8 @@ static void tx_clear(struct amqp_channel *ch)
     ch->ntx = 0;
 }
 
-static int settle(struct amqp_channel *ch, uint32_t method, uint64_t tag, bool multiple,
-                  bool ack, bool requeue);
+static int settle(struct amqp_channel *ch, uint32_t method, uint64_t tag, bool multiple, bool ack,
+                  bool requeue);
 
 static void commit_done(struct amqp_channel *ch, int status)
 {
@@ -632,11 +636,11 @@ static void deliver(void *ctx, struct queue *q, int64_t offset, const struct msg
         tag = track(ch, c->vq, offset, c);
     }
     struct amqp_method d = {.id = AMQP_BASIC_DELIVER};
-    d.basic_deliver.consumer_tag = cstr(c->tag);
+    d.basic_deliver.consumer_tag = amqp_wire_cstr(c->tag);
     d.basic_deliver.delivery_tag = tag;
     d.basic_deliver.redelivered = redelivered;
-    d.basic_deliver.exchange = (struct amqp_str){(const uint8_t *)m->exchange,
-                                                 (uint32_t)m->exchange_len};
+    d.basic_deliver.exchange =
+        (struct amqp_str){(const uint8_t *)m->exchange, (uint32_t)m->exchange_len};
     d.basic_deliver.routing_key = (struct amqp_str){(const uint8_t *)m->rk, (uint32_t)m->rk_len};
     amqp_send_content(ch->c, ch->id, &d, m->props, m->props_len, m->body, m->body_len);
     amqp_flush(ch->c);
@@ -665,7 +669,7 @@ static void consumer_cancelled(void *ctx)
     struct amqp_channel *ch = c->ch;
     if (ch->c->cap_cancel_notify && !ch->closing) {
         struct amqp_method m = {.id = AMQP_BASIC_CANCEL};
-        m.basic_cancel.consumer_tag = cstr(c->tag);
+        m.basic_cancel.consumer_tag = amqp_wire_cstr(c->tag);
         m.basic_cancel.nowait = true;
         amqp_send_method(ch->c, ch->id, &m);
         amqp_flush(ch->c);
@@ -694,9 +698,9 @@ static void random_suffix(char *out, size_t n)
 }
 
 /* "" names the channel's last declared queue. Returns -1 after raising 404. */
-static int queue_name(struct amqp_channel *ch, uint32_t method, struct amqp_str s, char *out)
+static int queue_name(struct amqp_channel *ch, uint32_t method, struct amqp_str s, char out[256])
 {
-    str0(out, s);
+    amqp_wire_str_copy(out, 256, s);
     if (out[0] != '\0')
         return 0;
     if (ch->last_queue[0] == '\0') {
@@ -715,7 +719,7 @@ static void on_consume(struct amqp_channel *ch, const struct amqp_basic_consume 
     struct vhost *vh = amqp_conn_vhost(ch->c);
     if (queue_name(ch, AMQP_BASIC_CONSUME, bc->queue, qname) < 0)
         return;
-    str0(tag, bc->consumer_tag);
+    amqp_wire_str_copy(tag, sizeof(tag), bc->consumer_tag);
     if (tag[0] == '\0') {
         strcpy(tag, "amq.ctag-");
         random_suffix(tag + 9, 22);
@@ -739,11 +743,11 @@ static void on_consume(struct amqp_channel *ch, const struct amqp_basic_consume 
     ch->consumers = c;
     if (!bc->nowait) { /* consume-ok goes out before the first delivery */
         struct amqp_method ok = {.id = AMQP_BASIC_CONSUME_OK};
-        ok.basic_consume_ok.consumer_tag = cstr(tag);
+        ok.basic_consume_ok.consumer_tag = amqp_wire_cstr(tag);
         amqp_send_method(ch->c, ch->id, &ok);
     }
-    if (vhost_consume(vh, vq, bc->exclusive, &consumer_ops, consumer_cancelled, c, &c->vc,
-                      &err) < 0) {
+    if (vhost_consume(vh, vq, bc->exclusive, &consumer_ops, consumer_cancelled, c, &c->vc, &err) <
+        0) {
         ch->consumers = c->next;
         vhost_queue_unref(vq);
         free(c);
@@ -764,7 +768,7 @@ static void cancel_consumer(struct amqp_channel *ch, struct consumer *c)
 static void on_cancel(struct amqp_channel *ch, const struct amqp_basic_cancel *bc)
 {
     char tag[256];
-    str0(tag, bc->consumer_tag);
+    amqp_wire_str_copy(tag, sizeof(tag), bc->consumer_tag);
     struct consumer *c = find_consumer(ch, tag);
     if (c)
         cancel_consumer(ch, c);
@@ -808,8 +812,8 @@ static void on_get(struct amqp_channel *ch, const struct amqp_basic_get *bg)
         g.basic_get_ok.delivery_tag = track(ch, vq, offset, NULL);
     }
     g.basic_get_ok.redelivered = redelivered;
-    g.basic_get_ok.exchange = (struct amqp_str){(const uint8_t *)m.exchange,
-                                                (uint32_t)m.exchange_len};
+    g.basic_get_ok.exchange =
+        (struct amqp_str){(const uint8_t *)m.exchange, (uint32_t)m.exchange_len};
     g.basic_get_ok.routing_key = (struct amqp_str){(const uint8_t *)m.rk, (uint32_t)m.rk_len};
     g.basic_get_ok.message_count = (uint32_t)queue_ready_count(q);
     amqp_send_content(ch->c, ch->id, &g, m.props, m.props_len, m.body, m.body_len);
@@ -863,8 +867,8 @@ static struct unacked *ua_find(struct amqp_channel *ch, uint64_t tag)
 }
 
 /* ack / nack / reject of tag (0 with multiple: everything). Returns -1 after an error. */
-static int settle(struct amqp_channel *ch, uint32_t method, uint64_t tag, bool multiple,
-                  bool ack, bool requeue)
+static int settle(struct amqp_channel *ch, uint32_t method, uint64_t tag, bool multiple, bool ack,
+                  bool requeue)
 {
     if (multiple) {
         if (tag != 0 && ua_find(ch, tag) == NULL) {
@@ -937,8 +941,8 @@ static void on_exchange_declare(struct amqp_channel *ch, const struct amqp_excha
     char name[256], type[256];
     struct table *args;
     struct vhost_err err;
-    str0(name, d->exchange);
-    str0(type, d->type);
+    amqp_wire_str_copy(name, sizeof(name), d->exchange);
+    amqp_wire_str_copy(type, sizeof(type), d->type);
     if (args_decode(ch, AMQP_EXCHANGE_DECLARE, d->arguments, &args) < 0)
         return;
     struct vhost_exchange_decl decl = {
@@ -962,7 +966,7 @@ static void on_exchange_delete(struct amqp_channel *ch, const struct amqp_exchan
 {
     char name[256];
     struct vhost_err err;
-    str0(name, d->exchange);
+    amqp_wire_str_copy(name, sizeof(name), d->exchange);
     if (vhost_exchange_delete(amqp_conn_vhost(ch->c), name, d->if_unused, &err) < 0)
         return vhost_error(ch, AMQP_EXCHANGE_DELETE, &err);
     if (!d->nowait)
@@ -976,9 +980,9 @@ static void exchange_bind(struct amqp_channel *ch, uint32_t method, struct amqp_
     char d[256], s[256], k[256];
     struct table *args;
     struct vhost_err err;
-    str0(d, dst);
-    str0(s, src);
-    str0(k, key);
+    amqp_wire_str_copy(d, sizeof(d), dst);
+    amqp_wire_str_copy(s, sizeof(s), src);
+    amqp_wire_str_copy(k, sizeof(k), key);
     if (args_decode(ch, method, args_s, &args) < 0)
         return;
     int rc = vhost_exchange_bind(amqp_conn_vhost(ch->c), d, s, k, args, bind, &err);
@@ -995,7 +999,7 @@ static void on_queue_declare(struct amqp_channel *ch, const struct amqp_queue_de
     struct table *args;
     struct vhost_queue *vq;
     struct vhost_err err;
-    str0(name, d->queue);
+    amqp_wire_str_copy(name, sizeof(name), d->queue);
     if (name[0] == '\0' && d->passive) {
         if (queue_name(ch, AMQP_QUEUE_DECLARE, d->queue, name) < 0)
             return;
@@ -1023,7 +1027,7 @@ static void on_queue_declare(struct amqp_channel *ch, const struct amqp_queue_de
     if (d->nowait)
         return;
     struct amqp_method ok = {.id = AMQP_QUEUE_DECLARE_OK};
-    ok.queue_declare_ok.queue = cstr(name);
+    ok.queue_declare_ok.queue = amqp_wire_cstr(name);
     ok.queue_declare_ok.message_count = (uint32_t)queue_ready_count(vhost_queue_q(vq));
     ok.queue_declare_ok.consumer_count = (uint32_t)vhost_queue_consumers(vq);
     amqp_send_method(ch->c, ch->id, &ok);
@@ -1038,8 +1042,8 @@ static void on_queue_bind(struct amqp_channel *ch, uint32_t method, struct amqp_
     struct vhost_err err;
     if (queue_name(ch, method, q, qn) < 0)
         return;
-    str0(e, ex);
-    str0(k, key);
+    amqp_wire_str_copy(e, sizeof(e), ex);
+    amqp_wire_str_copy(k, sizeof(k), key);
     if (args_decode(ch, method, args_s, &args) < 0)
         return;
     int rc = vhost_queue_bind(amqp_conn_vhost(ch->c), qn, e, k, args, ch->c->id, bind, &err);
@@ -1229,8 +1233,8 @@ static void dispatch_exchange(struct amqp_channel *ch, const struct amqp_method 
     }
     case AMQP_QUEUE_UNBIND: {
         const struct amqp_queue_unbind *b = &m->queue_unbind;
-        return on_queue_bind(ch, m->id, b->queue, b->exchange, b->routing_key, b->arguments,
-                             false, false);
+        return on_queue_bind(ch, m->id, b->queue, b->exchange, b->routing_key, b->arguments, false,
+                             false);
     }
     case AMQP_QUEUE_PURGE:
         return on_queue_purge(ch, &m->queue_purge);
@@ -1254,8 +1258,7 @@ static void dispatch_basic(struct amqp_channel *ch, const struct amqp_method *m)
     case AMQP_BASIC_GET:
         return on_get(ch, &m->basic_get);
     case AMQP_BASIC_ACK:
-        return on_settle(ch, m->id, m->basic_ack.delivery_tag, m->basic_ack.multiple, true,
-                         false);
+        return on_settle(ch, m->id, m->basic_ack.delivery_tag, m->basic_ack.multiple, true, false);
     case AMQP_BASIC_NACK:
         return on_settle(ch, m->id, m->basic_nack.delivery_tag, m->basic_nack.multiple, false,
                          m->basic_nack.requeue);

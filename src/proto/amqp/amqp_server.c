@@ -32,7 +32,7 @@ struct amqp_server {
     struct amqp_conn *conns;
     size_t nconns; /* in the list (socket open) */
     size_t live;   /* allocated: freed only after their socket and timer closed */
-    bool alarm; /* memory high-water mark exceeded */
+    bool alarm;    /* memory high-water mark exceeded */
     uv_timer_t alarm_timer;
     uv_check_t confirm_check; /* sends coalesced publisher confirms */
     bool confirm_pending;
@@ -51,7 +51,10 @@ const struct amqp_server_config *amqp_conn_config(const struct amqp_conn *c)
     return &c->srv->cfg;
 }
 
-struct vhost *amqp_conn_vhost(const struct amqp_conn *c) { return c->srv->vh; }
+struct vhost *amqp_conn_vhost(const struct amqp_conn *c)
+{
+    return c->srv->vh;
+}
 
 /* ---- output ---------------------------------------------------------------------------- */
 
@@ -90,8 +93,7 @@ bool amqp_conn_writable(const struct amqp_conn *c)
            net_conn_pending(c->nc) + c->out.len < 4u << 20;
 }
 
-static void conn_close_method(struct amqp_conn *c, int code, uint32_t method_id,
-                              const char *text)
+static void conn_close_method(struct amqp_conn *c, int code, uint32_t method_id, const char *text)
 {
     struct amqp_method m = {.id = AMQP_CONNECTION_CLOSE};
     m.connection_close.reply_code = (uint16_t)code;
@@ -217,8 +219,8 @@ static void heartbeat_cb(uv_timer_t *t)
     struct amqp_conn *c = t->data;
     uint64_t now = (uint64_t)(clock_mono_ns() / 1000000), hb = c->heartbeat * 1000ULL;
     if (now - c->last_recv_ms > 2 * hb) {
-        TLOG_INFO("amqp", "event=amqp_heartbeat_timeout conn=%llu peer=%s", (unsigned long long)c->id,
-                  net_conn_peer(c->nc));
+        TLOG_INFO("amqp", "event=amqp_heartbeat_timeout conn=%llu peer=%s",
+                  (unsigned long long)c->id, net_conn_peer(c->nc));
         c->state = AMQP_C_DEAD;
         release_channels(c);
         net_conn_abort(c->nc);
@@ -235,11 +237,9 @@ static void heartbeat_cb(uv_timer_t *t)
 static void put_capabilities(struct table *caps)
 {
     static const char *names[] = {
-        "publisher_confirms",   "exchange_exchange_bindings",
-        "basic.nack",           "consumer_cancel_notify",
-        "connection.blocked",   "consumer_priorities",
-        "authentication_failure_close", "per_consumer_qos",
-        "direct_reply_to",
+        "publisher_confirms",           "exchange_exchange_bindings", "basic.nack",
+        "consumer_cancel_notify",       "connection.blocked",         "consumer_priorities",
+        "authentication_failure_close", "per_consumer_qos",           "direct_reply_to",
     };
     for (size_t i = 0; i < TERN_ARRAY_LEN(names); i++)
         table_set_bool(caps, names[i], true);
@@ -263,8 +263,8 @@ static void send_start(struct amqp_conn *c)
     m.connection_start.version_major = 0;
     m.connection_start.version_minor = 9;
     m.connection_start.server_properties = (struct amqp_str){enc.p, (uint32_t)enc.len};
-    m.connection_start.mechanisms = (struct amqp_str){(const uint8_t *)"PLAIN AMQPLAIN", 14};
-    m.connection_start.locales = (struct amqp_str){(const uint8_t *)"en_US", 5};
+    m.connection_start.mechanisms = amqp_wire_cstr("PLAIN AMQPLAIN");
+    m.connection_start.locales = amqp_wire_cstr("en_US");
     amqp_send_method(c, 0, &m);
     buf_fini(&enc);
     c->state = AMQP_C_START_OK;
@@ -289,14 +289,6 @@ static void read_client_caps(struct amqp_conn *c, struct amqp_str props)
     table_free(t);
 }
 
-static void copy_str(char *dst, size_t cap, const uint8_t *p, size_t n)
-{
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(dst, p, n);
-    dst[n] = '\0';
-}
-
 /* Extracts user and password from a PLAIN or AMQPLAIN response. Returns 0 or -1. */
 static int sasl_credentials(struct amqp_str mech, struct amqp_str resp, char *user, char *pass)
 {
@@ -310,8 +302,8 @@ static int sasl_credentials(struct amqp_str mech, struct amqp_str resp, char *us
             return -1;
         if (memchr(z2 + 1, 0, (size_t)(end - z2 - 1)) != NULL)
             return -1; /* a third NUL: not authzid\0user\0pass */
-        copy_str(user, 256, u, (size_t)(z2 - u));
-        copy_str(pass, 256, z2 + 1, (size_t)(end - z2 - 1));
+        amqp_wire_str_copy(user, 256, (struct amqp_str){u, (uint32_t)(z2 - u)});
+        amqp_wire_str_copy(pass, 256, (struct amqp_str){z2 + 1, (uint32_t)(end - z2 - 1)});
         return 0;
     }
     /* AMQPLAIN: a field table without its length prefix */
@@ -328,9 +320,9 @@ static int sasl_credentials(struct amqp_str mech, struct amqp_str resp, char *us
     const struct tval *lv = table_get(t, "LOGIN"), *pv = table_get(t, "PASSWORD");
     rc = -1;
     if (lv && pv && tval_str(lv, &s, &n)) {
-        copy_str(user, 256, (const uint8_t *)s, n);
+        amqp_wire_str_copy(user, 256, (struct amqp_str){(const uint8_t *)s, n});
         if (tval_str(pv, &s, &n)) {
-            copy_str(pass, 256, (const uint8_t *)s, n);
+            amqp_wire_str_copy(pass, 256, (struct amqp_str){(const uint8_t *)s, n});
             rc = 0;
         }
     }
@@ -437,7 +429,8 @@ static void on_open(struct amqp_conn *c, const struct amqp_connection_open *o)
         uint64_t period = c->heartbeat * 1000ULL / 2;
         timer_start(c, period, heartbeat_cb, period);
     }
-    TLOG_INFO("amqp", "event=amqp_open conn=%llu peer=%s user=\"%s\" vhost=%s frame_max=%u "
+    TLOG_INFO("amqp",
+              "event=amqp_open conn=%llu peer=%s user=\"%s\" vhost=%s frame_max=%u "
               "channel_max=%u heartbeat=%u",
               (unsigned long long)c->id, net_conn_peer(c->nc), c->user, vh, c->frame_max,
               c->channel_max, c->heartbeat);
@@ -556,8 +549,7 @@ static void channel_frame(struct amqp_conn *c, const struct amqp_frame *f)
     else if (f->type == AMQP_FRAME_BODY)
         amqp_channel_body(ch, f->payload, f->size);
     else
-        amqp_conn_error(c, AMQP_UNEXPECTED_FRAME, 0, "heartbeat frame on channel %u",
-                        f->channel);
+        amqp_conn_error(c, AMQP_UNEXPECTED_FRAME, 0, "heartbeat frame on channel %u", f->channel);
 }
 
 static void conn_frame(struct amqp_conn *c, const struct amqp_frame *f)
@@ -701,7 +693,7 @@ static void send_blocked(struct amqp_conn *c, bool blocked)
         return;
     struct amqp_method m = {.id = blocked ? AMQP_CONNECTION_BLOCKED : AMQP_CONNECTION_UNBLOCKED};
     if (blocked)
-        m.connection_blocked.reason = (struct amqp_str){(const uint8_t *)"low on memory", 13};
+        m.connection_blocked.reason = amqp_wire_cstr("low on memory");
     amqp_send_method(c, 0, &m);
     amqp_flush(c);
     c->blocked_sent = blocked;
@@ -806,7 +798,10 @@ int amqp_server_start(uv_loop_t *loop, struct vhost *vh, const char *bind, uint1
     return 0;
 }
 
-uint16_t amqp_server_port(const struct amqp_server *s) { return net_listener_port(s->listener); }
+uint16_t amqp_server_port(const struct amqp_server *s)
+{
+    return net_listener_port(s->listener);
+}
 
 static void server_maybe_done(struct amqp_server *s)
 {
@@ -827,7 +822,10 @@ static void server_handle_closed(void *arg)
     server_maybe_done(s);
 }
 
-static void alarm_timer_closed(uv_handle_t *h) { server_handle_closed(h->data); }
+static void alarm_timer_closed(uv_handle_t *h)
+{
+    server_handle_closed(h->data);
+}
 
 void amqp_server_stop(struct amqp_server *s, void (*cb)(void *arg), void *arg)
 {

@@ -23,6 +23,14 @@ bool amqp_wire_str_eq(struct amqp_str a, struct amqp_str b)
     return a.len == b.len && (a.len == 0 || memcmp(a.p, b.p, a.len) == 0);
 }
 
+void amqp_wire_str_copy(char *dst, size_t cap, struct amqp_str s)
+{
+    size_t n = s.len < cap ? s.len : cap - 1;
+    if (n)
+        memcpy(dst, s.p, n);
+    dst[n] = '\0';
+}
+
 /* ---- reading --------------------------------------------------------------------------- */
 
 void amqp_wire_rd_init(struct amqp_wire_rd *r, const uint8_t *p, size_t n)

@@ -51,6 +51,8 @@ enum amqp_wire_type {
 struct amqp_str amqp_wire_cstr(const char *s);
 /* True when a and b hold the same bytes. */
 bool amqp_wire_str_eq(struct amqp_str a, struct amqp_str b);
+/* Copies s into dst (cap bytes) as a NUL-terminated string, cut to cap - 1 bytes. */
+void amqp_wire_str_copy(char *dst, size_t cap, struct amqp_str s);
 
 struct amqp_wire_rd {
     const uint8_t *p, *end;
