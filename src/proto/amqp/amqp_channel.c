@@ -323,47 +323,22 @@ static void send_return(struct amqp_channel *ch, const struct msg *m)
     amqp_send_content(ch->c, ch->id, &r, m->props, m->props_len, m->body, m->body_len);
 }
 
-static struct table *msg_headers(struct amqp_channel *ch, const struct msg *m)
+/* The decoded message headers when some exchange routes on them, else NULL. */
+static struct table *msg_headers(struct amqp_channel *ch, const struct amqp_props *pr)
 {
-    struct amqp_props pr;
     struct table *t = NULL;
-    if (!vhost_has_headers_exchange(amqp_conn_vhost(ch->c)))
+    if (!(pr->flags & AMQP_P_HEADERS) || !vhost_has_headers_exchange(amqp_conn_vhost(ch->c)))
         return NULL;
-    if (amqp_props_decode(m->props, m->props_len, &pr) < 0 || !(pr.flags & AMQP_P_HEADERS))
-        return NULL;
-    if (table_decode(pr.headers.p, pr.headers.len, &t) < 0)
+    if (table_decode(pr->headers.p, pr->headers.len, &t) < 0)
         return NULL;
     return t;
 }
 
-/* Routes one complete message. p (may be NULL) collects durability waits. Returns the number
- * of queues reached, or -1 after raising an error. */
-static int route_vhost(struct amqp_channel *ch, const struct msg *m, bool mandatory, struct pub *p);
-
-static int route(struct amqp_channel *ch, const struct msg *mp, bool mandatory, struct pub *p)
-{
-    struct msg rewritten = *mp;
-    const struct msg *m = mp;
-    struct buf props = BUF_INIT;
-    if (amqp_reply_route(ch, mp))
-        return 1;
-    int rw = amqp_reply_rewrite(ch, mp, &props);
-    if (rw < 0)
-        return -1;
-    if (rw > 0) {
-        rewritten.props = props.p;
-        rewritten.props_len = props.len;
-        m = &rewritten;
-    }
-    int n = route_vhost(ch, m, mandatory, p);
-    buf_fini(&props);
-    return n;
-}
-
-static int route_vhost(struct amqp_channel *ch, const struct msg *m, bool mandatory, struct pub *p)
+static int route_vhost(struct amqp_channel *ch, const struct msg *m, const struct amqp_props *pr,
+                       bool mandatory, struct pub *p)
 {
     struct vhost_err err;
-    struct table *headers = msg_headers(ch, m);
+    struct table *headers = msg_headers(ch, pr);
     int waits = 0;
     int n =
         vhost_publish(amqp_conn_vhost(ch->c), m, headers, p ? pub_durable : NULL, p, &waits, &err);
@@ -379,17 +354,48 @@ static int route_vhost(struct amqp_channel *ch, const struct msg *m, bool mandat
     return n;
 }
 
-static bool props_persistent(const uint8_t *props, size_t len)
+/* Routes one complete message whose properties pr were decoded from mp->props (once per
+ * publish: the hot path). p (may be NULL) collects durability waits. Returns the number of
+ * queues reached, or -1 after raising an error. */
+static int route(struct amqp_channel *ch, const struct msg *mp, const struct amqp_props *pr,
+                 bool mandatory, struct pub *p)
 {
-    struct amqp_props pr;
-    return amqp_props_decode(props, len, &pr) == 0 && (pr.flags & AMQP_P_DELIVERY_MODE) &&
-           pr.delivery_mode == 2;
+    struct msg rewritten = *mp;
+    const struct msg *m = mp;
+    struct buf props = BUF_INIT;
+    if (amqp_reply_route(ch, mp))
+        return 1;
+    int rw = amqp_reply_rewrite(ch, pr, &props);
+    if (rw < 0)
+        return -1;
+    if (rw > 0) {
+        rewritten.props = props.p;
+        rewritten.props_len = props.len;
+        m = &rewritten;
+    }
+    int n = route_vhost(ch, m, pr, mandatory, p);
+    buf_fini(&props);
+    return n;
+}
+
+/* Decodes the properties of a message (checked when its content header arrived). */
+static void props_of(const uint8_t *props, size_t len, struct amqp_props *pr)
+{
+    if (amqp_props_decode(props, len, pr) < 0)
+        memset(pr, 0, sizeof(*pr));
+}
+
+static bool props_persistent(const struct amqp_props *pr)
+{
+    return (pr->flags & AMQP_P_DELIVERY_MODE) && pr->delivery_mode == 2;
 }
 
 static void tx_buffer_publish(struct amqp_channel *ch, const struct msg *m);
 
 static void publish_complete(struct amqp_channel *ch)
 {
+    struct amqp_props pr;
+    props_of(ch->props.p, ch->props.len, &pr);
     struct msg m = {
         .exchange = ch->exchange,
         .exchange_len = strlen(ch->exchange),
@@ -399,7 +405,7 @@ static void publish_complete(struct amqp_channel *ch)
         .props_len = ch->props.len,
         .body = ch->body.p,
         .body_len = ch->body.len,
-        .persistent = props_persistent(ch->props.p, ch->props.len),
+        .persistent = props_persistent(&pr),
         .timestamp_ms = clock_wall_ms(),
     };
     ch->content = 0;
@@ -410,11 +416,11 @@ static void publish_complete(struct amqp_channel *ch)
         uint64_t seq = ++ch->pub_seq;
         confirm_push(ch);
         struct pub *p = pub_new(ch, seq);
-        if (route(ch, &m, ch->mandatory, p) < 0)
+        if (route(ch, &m, &pr, ch->mandatory, p) < 0)
             p->status = TERN_ECLOSED;
         pub_durable(p, 0); /* drop the publisher's hold */
     } else {
-        route(ch, &m, ch->mandatory, NULL);
+        route(ch, &m, &pr, ch->mandatory, NULL);
     }
     buf_clear(&ch->props);
     buf_clear(&ch->body);
@@ -567,6 +573,8 @@ static void tx_commit(struct amqp_channel *ch)
             settle(ch, AMQP_TX_COMMIT, op->tag, op->multiple, op->kind == TX_ACK, op->requeue);
             continue;
         }
+        struct amqp_props pr;
+        props_of(op->data.p + op->props_off, op->props_len, &pr);
         const char *ex = (const char *)op->data.p;
         const char *rk = ex + strlen(ex) + 1;
         struct msg m = {
@@ -578,10 +586,10 @@ static void tx_commit(struct amqp_channel *ch)
             .props_len = op->props_len,
             .body = op->data.p + op->body_off,
             .body_len = op->data.len - op->body_off,
-            .persistent = props_persistent(op->data.p + op->props_off, op->props_len),
+            .persistent = props_persistent(&pr),
             .timestamp_ms = clock_wall_ms(),
         };
-        route(ch, &m, op->mandatory, p);
+        route(ch, &m, &pr, op->mandatory, p);
     }
     tx_clear(ch);
     pub_durable(p, 0);

@@ -50,14 +50,14 @@ struct amqp_conn {
     uint16_t channel_max;
     uint16_t heartbeat;
     bool cap_blocked, cap_cancel_notify, cap_auth_failure_close;
-    bool published;   /* has published: blocked by the memory alarm */
-    bool paused;      /* reading stopped by the memory alarm */
+    bool published; /* has published: blocked by the memory alarm */
+    bool paused;    /* reading stopped by the memory alarm */
     bool blocked_sent;
     bool confirm_dirty; /* a channel has confirms to send (coalesced once per loop turn) */
     struct amqp_channel **channels; /* channel_max + 1 slots */
     size_t nchannels_open;
-    int refs;                       /* 1 for the socket + 1 per live channel */
-    struct buf out;                 /* frames not yet handed to the socket */
+    int refs;       /* 1 for the socket + 1 per live channel */
+    struct buf out; /* frames not yet handed to the socket */
     uint64_t last_recv_ms, last_send_ms;
     uv_timer_t timer; /* handshake timeout, then heartbeats, then close grace */
     bool timer_live;
@@ -99,8 +99,8 @@ void amqp_channel_body(struct amqp_channel *ch, const uint8_t *p, size_t n);
 /* Closes the channel (unacked messages requeued, consumers cancelled) and releases it. */
 void amqp_channel_release(struct amqp_channel *ch);
 /* Channel exception: channel.close sent, channel resources released, waits for close-ok. */
-void amqp_channel_error(struct amqp_channel *ch, int code, uint32_t method_id, const char *fmt,
-                        ...) __attribute__((format(printf, 4, 5)));
+void amqp_channel_error(struct amqp_channel *ch, int code, uint32_t method_id, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 bool amqp_channel_closing(const struct amqp_channel *ch);
 bool amqp_channel_expects_content(const struct amqp_channel *ch);
 /* The socket drained: consumers of this channel may take messages again. */
@@ -118,9 +118,10 @@ bool amqp_reply_queue(const char *name);
  * consumer). */
 void amqp_reply_consume(struct amqp_channel *ch, const char *tag, bool no_ack, bool nowait);
 bool amqp_reply_cancel(struct amqp_channel *ch, const char *tag);
-/* A publish whose reply_to is the pseudo queue: rewrites the properties into props_out.
- * Returns 1 (rewritten), 0 (not such a publish) or -1 (error raised). */
-int amqp_reply_rewrite(struct amqp_channel *ch, const struct msg *m, struct buf *props_out);
+/* A publish (decoded properties in) whose reply_to is the pseudo queue: writes the rewritten
+ * properties into props_out. Returns 1 (rewritten), 0 (not such a publish) or -1 (error
+ * raised). */
+int amqp_reply_rewrite(struct amqp_channel *ch, const struct amqp_props *in, struct buf *props_out);
 /* A publish to a reply name: delivered to the requester (or dropped). Returns 1 when m was
  * such a reply, else 0. */
 int amqp_reply_route(struct amqp_channel *from, const struct msg *m);

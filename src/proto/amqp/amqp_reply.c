@@ -16,7 +16,10 @@
 #define REPLY_QUEUE "amq.rabbitmq.reply-to"
 #define REPLY_PREFIX REPLY_QUEUE "."
 
-bool amqp_reply_queue(const char *name) { return strcmp(name, REPLY_QUEUE) == 0; }
+bool amqp_reply_queue(const char *name)
+{
+    return strcmp(name, REPLY_QUEUE) == 0;
+}
 
 void amqp_reply_consume(struct amqp_channel *ch, const char *tag, bool no_ack, bool nowait)
 {
@@ -51,13 +54,12 @@ bool amqp_reply_cancel(struct amqp_channel *ch, const char *tag)
     return true;
 }
 
-int amqp_reply_rewrite(struct amqp_channel *ch, const struct msg *m, struct buf *props_out)
+int amqp_reply_rewrite(struct amqp_channel *ch, const struct amqp_props *in, struct buf *props_out)
 {
-    struct amqp_props pr;
-    if (amqp_props_decode(m->props, m->props_len, &pr) < 0 || !(pr.flags & AMQP_P_REPLY_TO) ||
-        pr.reply_to.len != strlen(REPLY_QUEUE) ||
-        memcmp(pr.reply_to.p, REPLY_QUEUE, pr.reply_to.len) != 0)
+    if (!(in->flags & AMQP_P_REPLY_TO) ||
+        !amqp_wire_str_eq(in->reply_to, amqp_wire_cstr(REPLY_QUEUE)))
         return 0;
+    struct amqp_props pr = *in;
     struct amqp_reply_state *st = amqp_channel_reply(ch);
     if (!st->on) {
         amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, AMQP_BASIC_PUBLISH,
