@@ -144,9 +144,19 @@ static void exchange_free_one(struct vhost *vh, struct vhost_exchange *e)
     free(e);
 }
 
-static int args_equal(const struct table *a, const struct table *b)
+/* The first key of a whose value differs in b, else the first key of b missing from a, else
+ * NULL: the argument RabbitMQ names in an inequivalent-declare error. */
+static const char *first_differing_arg(const struct table *a, const struct table *b)
 {
-    return table_equal(a, b);
+    for (size_t i = 0; a && i < a->n; i++) {
+        const struct tval *o = table_get(b, a->e[i].key);
+        if (o == NULL || !tval_equal(o, &a->e[i].v))
+            return a->e[i].key;
+    }
+    for (size_t i = 0; b && i < b->n; i++)
+        if (table_get(a, b->e[i].key) == NULL)
+            return b->e[i].key;
+    return NULL;
 }
 
 static int exchange_equivalent(const struct vhost *vh, const struct vhost_exchange *e,
@@ -170,7 +180,7 @@ static int exchange_equivalent(const struct vhost *vh, const struct vhost_exchan
         what = "internal";
         got = d->internal ? "true" : "false";
         cur = e->internal ? "true" : "false";
-    } else if (!args_equal(e->args, d->args)) {
+    } else if (!table_equal(e->args, d->args)) {
         seterr(err, VHOST_EPRECONDITION,
                "inequivalent arg 'arguments' for exchange '%s' in vhost '%s'", d->name, vh->name);
         return -1;
@@ -466,22 +476,10 @@ static int queue_equivalent(const struct vhost *vh, const struct vhost_queue *vq
                what, d->name, vh->name, got ? "true" : "false", cur ? "true" : "false");
         return -1;
     }
-    if (!args_equal(vq->args, d->args)) {
-        /* name the first differing key, as RabbitMQ does */
-        const char *key = "arguments";
-        const struct table *a = d->args, *b = vq->args;
-        for (size_t i = 0; a && i < a->n; i++) {
-            const struct tval *o = table_get(b, a->e[i].key);
-            if (o == NULL || !tval_equal(o, &a->e[i].v)) {
-                key = a->e[i].key;
-                break;
-            }
-        }
-        for (size_t i = 0; key[0] == 'a' && strcmp(key, "arguments") == 0 && b && i < b->n; i++)
-            if (table_get(a, b->e[i].key) == NULL)
-                key = b->e[i].key;
-        seterr(err, VHOST_EPRECONDITION, "inequivalent arg '%s' for queue '%s' in vhost '%s'", key,
-               d->name, vh->name);
+    if (!table_equal(vq->args, d->args)) {
+        const char *key = first_differing_arg(d->args, vq->args);
+        seterr(err, VHOST_EPRECONDITION, "inequivalent arg '%s' for queue '%s' in vhost '%s'",
+               key ? key : "arguments", d->name, vh->name);
         return -1;
     }
     return 0;
@@ -608,8 +606,9 @@ static int check_queue_args(const struct vhost *vh, const struct vhost_queue_dec
                 continue;
             const char *p = arg_problem(&d->args->e[i].v, queue_args[k].rule, why, sizeof(why));
             if (p != NULL) {
-                seterr(err, VHOST_EPRECONDITION, "invalid arg '%s' for queue '%s' in vhost '%s': %s",
-                       queue_args[k].name, d->name, vh->name, p);
+                seterr(err, VHOST_EPRECONDITION,
+                       "invalid arg '%s' for queue '%s' in vhost '%s': %s", queue_args[k].name,
+                       d->name, vh->name, p);
                 return -1;
             }
         }

@@ -217,13 +217,20 @@ static int set_channel_max(struct config *cfg, const char *value, const char **w
     return rc;
 }
 
-static int set_max_message_size(struct config *cfg, const char *value, const char **why)
+static int set_u64(uint64_t *dst, const char *value, uint64_t min, uint64_t max, const char *what,
+                   const char **why)
 {
-    if (parse_u64(value, 1, 536870912, &cfg->max_message_size) < 0) {
-        *why = "expected bytes from 1 to 536870912";
+    if (parse_u64(value, min, max, dst) < 0) {
+        *why = what;
         return -EINVAL;
     }
     return 0;
+}
+
+static int set_max_message_size(struct config *cfg, const char *value, const char **why)
+{
+    return set_u64(&cfg->max_message_size, value, 1, 536870912,
+                   "expected bytes from 1 to 536870912", why);
 }
 
 static int set_max_connections(struct config *cfg, const char *value, const char **why)
@@ -240,11 +247,8 @@ static int set_handshake_timeout_ms(struct config *cfg, const char *value, const
 
 static int set_memory_high_watermark(struct config *cfg, const char *value, const char **why)
 {
-    if (parse_u64(value, 1, UINT64_MAX, &cfg->memory_high_watermark) < 0) {
-        *why = "expected a positive number of bytes";
-        return -EINVAL;
-    }
-    return 0;
+    return set_u64(&cfg->memory_high_watermark, value, 1, UINT64_MAX,
+                   "expected a positive number of bytes", why);
 }
 
 #define CONFIG_STR2(x) #x
@@ -270,8 +274,7 @@ static const struct config_option config_options[] = {
     {"checkpoint-interval-ms", CONFIG_KIND_VALUE, "N",
      "how often each log's checkpoint is made durable", "1000", set_checkpoint_interval_ms},
     {"default-user", CONFIG_KIND_VALUE, "NAME",
-     "AMQP user created at start (guest may log in only from loopback)", "guest",
-     set_default_user},
+     "AMQP user created at start (guest may log in only from loopback)", "guest", set_default_user},
     {"default-pass", CONFIG_KIND_VALUE, "PASS", "password of the default user", "guest",
      set_default_pass},
     {"heartbeat", CONFIG_KIND_VALUE, "S", "AMQP heartbeat proposed to clients (0: off)",
