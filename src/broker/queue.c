@@ -149,6 +149,8 @@ struct queue {
     struct snap_wait *snap;
     uint64_t snap_bytes; /* size of the last snapshot */
     uint64_t reclaim_ms;
+    uint64_t burst_ns; /* the last round that needed a large buffer (burst_over) */
+    bool holding;      /* listed in the engine's holders */
     /* encoding scratch */
     struct buf scratch, ackbuf;
     size_t *ackrec;
@@ -163,11 +165,14 @@ struct queue_engine {
     struct queue_tuning t;
     uv_check_t check;
     uv_idle_t idle;
+    uv_timer_t trim; /* runs while holders is not empty */
     bool active, freeing;
     int open_handles;
     size_t nqueues;
     struct queue **dirty, **kick; /* entries NULLed when their queue closes */
     size_t ndirty, capdirty, nkick, capkick;
+    struct queue **holders; /* queues keeping burst-sized buffers (burst_over) */
+    size_t nholders, capholders;
 };
 
 void queue_tuning_default(struct queue_tuning *t)
@@ -176,7 +181,7 @@ void queue_tuning_default(struct queue_tuning *t)
         .ack_snapshot_bytes = 4u << 20,
         .ack_segment_bytes = 1u << 20,
         .reclaim_interval_ms = 1000,
-        .dispatch_batch = 4096,
+        .dispatch_batch = 32768,
         .readahead_bytes = 256u << 10,
         .publish_flush_bytes = 1u << 20,
     };
@@ -197,18 +202,37 @@ static void *grow(void *arr, size_t *cap, size_t n, size_t elem)
         (arr)[(n)++] = (v);                                                                        \
     } while (0)
 
-static void buf_release(struct buf *b)
+/* Scratch buffers and arrays that a burst made large are kept while the queue stays busy
+ * (allocating and faulting in a fresh megabyte every iteration cost a quarter of the publish
+ * path) and freed once no round has needed them for BURST_COOL_NS. */
+#define BURST_COOL_NS 1000000000ull
+
+/* True when a round that used `used` of a large buffer (limit `keep`) may free it. */
+static void hold(struct queue *q);
+
+static bool burst_over(struct queue *q, size_t used, size_t keep)
 {
-    if (b->cap > BUF_KEEP)
+    uint64_t now = clock_mono_ns();
+    if (used > keep) {
+        q->burst_ns = now;
+        hold(q);
+        return false;
+    }
+    return now - q->burst_ns > BURST_COOL_NS;
+}
+
+static void buf_release(struct queue *q, struct buf *b, size_t used)
+{
+    if (b->cap > BUF_KEEP && burst_over(q, used, BUF_KEEP))
         buf_fini(b);
     else
         buf_clear(b);
 }
 
-/* Frees an emptied array that a burst made large. */
-#define TRIM(arr, cap)                                                                             \
+/* Frees an emptied array that a burst made large, once the burst is over. */
+#define TRIM(q, arr, cap, used)                                                                    \
     do {                                                                                           \
-        if ((cap) > ARRAY_KEEP) {                                                                  \
+        if ((cap) > ARRAY_KEEP && burst_over((q), (used), ARRAY_KEEP)) {                           \
             free(arr);                                                                             \
             (arr) = NULL;                                                                          \
             (cap) = 0;                                                                             \
@@ -282,9 +306,11 @@ struct queue_engine *queue_engine_new(uv_loop_t *loop, struct store *st)
     queue_tuning_default(&e->t);
     uv_check_init(loop, &e->check);
     uv_idle_init(loop, &e->idle);
+    uv_timer_init(loop, &e->trim);
     e->check.data = e;
     e->idle.data = e;
-    e->open_handles = 2;
+    e->trim.data = e;
+    e->open_handles = 3;
     return e;
 }
 
@@ -302,6 +328,7 @@ static void on_handle_closed(uv_handle_t *h)
         return;
     free(e->dirty);
     free(e->kick);
+    free(e->holders);
     free(e);
 }
 
@@ -311,6 +338,7 @@ void queue_engine_free(struct queue_engine *e)
     e->freeing = true;
     uv_close((uv_handle_t *)&e->check, on_handle_closed);
     uv_close((uv_handle_t *)&e->idle, on_handle_closed);
+    uv_close((uv_handle_t *)&e->trim, on_handle_closed);
 }
 
 static void mark_dirty(struct queue *q)
@@ -331,6 +359,62 @@ void queue_kick(struct queue *q)
     engine_wake(q->e);
 }
 
+/* ---- freeing burst-sized buffers once the burst is over -------------------------------- */
+
+/* Frees q's large buffers and arrays when they are empty and no round needed them for
+ * BURST_COOL_NS. Returns true when q holds nothing large any more. */
+static bool trim_cool(struct queue *q)
+{
+    if (clock_mono_ns() - q->burst_ns <= BURST_COOL_NS)
+        return false;
+    if (q->nrecs == 0)
+        buf_release(q, &q->pub, 0);
+    buf_release(q, &q->scratch, 0);
+    if (q->nackrec == 0)
+        buf_release(q, &q->ackbuf, 0);
+    if (q->nrecs == 0)
+        TRIM(q, q->recs, q->caprecs, 0);
+    if (q->nwaiters == 0)
+        TRIM(q, q->waiters, q->capwaiters, 0);
+    if (q->nrecs == 0 && q->nackrec == 0)
+        TRIM(q, q->in, q->capin, 0);
+    if (q->nackrec == 0)
+        TRIM(q, q->ackrec, q->capackrec, 0);
+    if (q->npend == 0)
+        TRIM(q, q->pend, q->cappend, 0);
+    return q->pub.cap <= BUF_KEEP && q->scratch.cap <= BUF_KEEP && q->ackbuf.cap <= BUF_KEEP &&
+           q->caprecs <= ARRAY_KEEP && q->capwaiters <= ARRAY_KEEP && q->capin <= ARRAY_KEEP &&
+           q->capackrec <= ARRAY_KEEP && q->cappend <= ARRAY_KEEP;
+}
+
+static void on_trim(uv_timer_t *t)
+{
+    struct queue_engine *e = t->data;
+    size_t k = 0;
+    for (size_t i = 0; i < e->nholders; i++) {
+        struct queue *q = e->holders[i];
+        if (q && trim_cool(q))
+            q->holding = false;
+        else if (q)
+            e->holders[k++] = q;
+    }
+    e->nholders = k;
+    if (k == 0)
+        uv_timer_stop(t);
+}
+
+static void hold(struct queue *q)
+{
+    struct queue_engine *e = q->e;
+    if (q->holding || q->closing || e->freeing)
+        return;
+    q->holding = true;
+    PUSH(e->holders, e->nholders, e->capholders, q);
+    if (!uv_is_active((uv_handle_t *)&e->trim))
+        uv_timer_start(&e->trim, on_trim, BURST_COOL_NS / 1000000 + 100,
+                       BURST_COOL_NS / 1000000 + 100);
+}
+
 /* ---- appending batches ----------------------------------------------------------------- */
 
 static size_t rec_bound(const struct batch_rec_in *r)
@@ -342,7 +426,8 @@ static void ensure_in(struct queue *q, size_t n)
 {
     if (n <= q->capin)
         return;
-    q->capin = n < 64 ? 64 : n;
+    while (q->capin < n)
+        q->capin = q->capin ? q->capin * 2 : 64;
     q->in = tern_xrealloc(q->in, q->capin * sizeof(*q->in));
 }
 
@@ -353,7 +438,7 @@ static int append_records(struct queue *q, struct log *log, size_t n, size_t *do
     size_t cap = log_get_config(log)->max_batch_bytes;
     if (cap > APPEND_BATCH_MAX)
         cap = APPEND_BATCH_MAX;
-    size_t i = 0;
+    size_t i = 0, used = 0;
     int rc = 0;
     while (i < n && rc == 0) {
         size_t bytes = BATCH_HEADER_SIZE, j = i;
@@ -363,11 +448,12 @@ static int append_records(struct queue *q, struct log *log, size_t n, size_t *do
         uint8_t *out = buf_reserve(&q->scratch, bytes);
         int64_t size = batch_encode(out, bytes, q->in + i, (int)(j - i));
         TERN_ASSERT(size > 0);
+        used = bytes > used ? bytes : used;
         rc = log_append(log, out, (size_t)size, clock_wall_ms(), NULL);
         if (rc == 0)
             i = j;
     }
-    buf_release(&q->scratch);
+    buf_release(q, &q->scratch, used);
     *done = i;
     return rc;
 }
@@ -455,12 +541,13 @@ static int append_buffered(struct queue *q, struct flush_group **g)
         q->ready -= q->nrecs - done; /* never in the log: gone */
         TLOG_ERRNO("queue", rc, "event=append_failed queue=%s lost=%zu", q->name, q->nrecs - done);
     }
+    size_t nwaiters = q->nwaiters, nrecs = q->nrecs;
     *g = take_waiters(q);
     q->nrecs = 0;
-    buf_release(&q->pub);
-    TRIM(q->recs, q->caprecs);
-    TRIM(q->waiters, q->capwaiters);
-    TRIM(q->in, q->capin);
+    buf_release(q, &q->pub, q->pub.len);
+    TRIM(q, q->recs, q->caprecs, nrecs);
+    TRIM(q, q->waiters, q->capwaiters, nwaiters);
+    TRIM(q, q->in, q->capin, nrecs);
     return rc;
 }
 
@@ -564,10 +651,11 @@ static int ack_append(struct queue *q)
     }
     size_t done;
     int rc = q->nackrec ? append_records(q, q->alog, q->nackrec, &done) : 0;
+    size_t nrec = q->nackrec;
     q->nackrec = 0;
-    buf_release(&q->ackbuf);
-    TRIM(q->ackrec, q->capackrec);
-    TRIM(q->in, q->capin);
+    buf_release(q, &q->ackbuf, q->ackbuf.len);
+    TRIM(q, q->ackrec, q->capackrec, nrec);
+    TRIM(q, q->in, q->capin, nrec);
     if (rc < 0)
         TLOG_ERRNO("queue", rc, "event=ack_append_failed queue=%s", q->name);
     else if (log_wait_durable(q->alog, log_end_offset(q->alog), on_ack_synced, NULL) < 0)
@@ -602,8 +690,9 @@ static void flush_acks_mark(struct queue *q, bool closing)
         return;
     if (q->npend > 0)
         ack_encode_ranges(q, q->pend, q->npend);
+    size_t npend = q->npend;
     q->npend = 0;
-    TRIM(q->pend, q->cappend);
+    TRIM(q, q->pend, q->cappend, npend);
     if (mark)
         ack_encode_delivered(q, q->next);
     ack_append(q);
@@ -897,7 +986,7 @@ static void heap_pop(struct queue *q)
         i = m;
     }
     if (q->nheap == 0)
-        TRIM(q->heap, q->capheap);
+        TRIM(q, q->heap, q->capheap, 0);
 }
 
 /* A record that is not a message (cannot happen with our writer): settle it, do not wedge. */
@@ -1055,7 +1144,7 @@ uint64_t queue_purge(struct queue *q)
     for (size_t i = 0; i < q->nheap; i++)
         settle(q, q->heap[i], q->heap[i] + 1);
     q->nheap = 0;
-    TRIM(q->heap, q->capheap);
+    TRIM(q, q->heap, q->capheap, 0);
     int64_t end = log_end_offset(q->log);
     if (q->next < end)
         settle(q, q->next, end);
@@ -1311,6 +1400,7 @@ static void close_common(struct queue *q, bool destroy)
     q->closing = true;
     forget_in(e->dirty, e->ndirty, q);
     forget_in(e->kick, e->nkick, q);
+    forget_in(e->holders, e->nholders, q);
     settle_groups(q, last, err);
     if (q->snap)
         q->snap->q = NULL;

@@ -31,7 +31,7 @@ struct queue_tuning {
     uint64_t ack_snapshot_bytes;  /* snapshot the ack log when it grows past this (4 MiB) */
     uint64_t ack_segment_bytes;   /* segment size of ack logs, so old ones can go (1 MiB) */
     uint32_t reclaim_interval_ms; /* least time between message log deletions (1000) */
-    uint32_t dispatch_batch;      /* deliveries per dispatch pass before yielding (4096) */
+    uint32_t dispatch_batch;      /* deliveries per dispatch pass before yielding (32768) */
     size_t readahead_bytes;       /* bytes read at the cursor with one pread (256 KiB) */
     size_t publish_flush_bytes;   /* buffered publish bytes that force an early append (1 MiB) */
 };
