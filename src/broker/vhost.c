@@ -828,8 +828,9 @@ struct route {
     struct vhost *vh;
     const struct msg *m;
     const struct table *headers;
-    struct vhost_queue **qs;
+    struct vhost_queue **qs; /* small, until more queues are reached */
     size_t n, cap;
+    struct vhost_queue *small[8];
     struct vhost_exchange **pending; /* exchanges reached through exchange bindings */
     size_t npending, pcap;
 };
@@ -843,8 +844,11 @@ static void route_visit(void *arg, void *dest, enum exchange_dest_kind kind)
             return;
         vq->mark = r->vh->mark;
         if (r->n == r->cap) {
-            r->cap = r->cap ? r->cap * 2 : 8;
-            r->qs = tern_xrealloc(r->qs, r->cap * sizeof(*r->qs));
+            r->cap *= 2;
+            if (r->qs == r->small)
+                r->qs = memcpy(tern_xmalloc(r->cap * sizeof(*r->qs)), r->small, sizeof(r->small));
+            else
+                r->qs = tern_xrealloc(r->qs, r->cap * sizeof(*r->qs));
         }
         r->qs[r->n++] = vq;
         return;
@@ -877,22 +881,22 @@ static void route_from(struct route *r, struct vhost_exchange *e)
 int vhost_publish(struct vhost *vh, const struct msg *m, const struct table *headers,
                   queue_durable_cb cb, void *arg, int *waits, struct vhost_err *err)
 {
-    char name[256];
     size_t len = m->exchange_len < 255 ? m->exchange_len : 255;
-    memcpy(name, m->exchange, len);
-    name[len] = '\0';
-    struct vhost_exchange *e = find_exchange(vh, name);
-    if (e == NULL)
+    struct vhost_exchange *e = strmap_get(&vh->exchanges, m->exchange, len);
+    if (e == NULL) {
+        char name[256];
+        memcpy(name, m->exchange, len);
+        name[len] = '\0';
         return no_exchange(vh, name, err);
+    }
     struct route r = {.vh = vh, .m = m, .headers = headers};
+    r.qs = r.small;
+    r.cap = TERN_ARRAY_LEN(r.small);
     vh->mark++;
     if (len == 0) {
         /* the default exchange: every queue is bound by its own name */
-        char qn[256];
         size_t ql = m->rk_len < 255 ? m->rk_len : 255;
-        memcpy(qn, m->rk, ql);
-        qn[ql] = '\0';
-        struct vhost_queue *vq = find_queue(vh, qn);
+        struct vhost_queue *vq = strmap_get(&vh->queues, m->rk, ql);
         if (vq != NULL)
             route_visit(&r, vq, EXCHANGE_DEST_QUEUE);
     } else {
@@ -908,7 +912,8 @@ int vhost_publish(struct vhost *vh, const struct msg *m, const struct table *hea
                       r.qs[i]->name, tern_strerror(rc));
     }
     int n = (int)r.n;
-    free(r.qs);
+    if (r.qs != r.small)
+        free(r.qs);
     free(r.pending);
     return n;
 }

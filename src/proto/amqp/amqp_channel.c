@@ -68,8 +68,10 @@ struct amqp_channel {
     /* content being received */
     int content; /* 0 none, 1 header expected, 2 body expected */
     char exchange[256], rk[256];
+    size_t exchange_len, rk_len;
     bool mandatory;
     struct buf props, body;
+    struct amqp_props pr; /* props decoded: points into the props buffer */
     uint64_t body_size;
     /* confirms */
     bool confirm;
@@ -394,19 +396,18 @@ static void tx_buffer_publish(struct amqp_channel *ch, const struct msg *m);
 
 static void publish_complete(struct amqp_channel *ch)
 {
-    struct amqp_props pr;
-    props_of(ch->props.p, ch->props.len, &pr);
+    const struct amqp_props *pr = &ch->pr;
     struct msg m = {
         .exchange = ch->exchange,
-        .exchange_len = strlen(ch->exchange),
+        .exchange_len = ch->exchange_len,
         .rk = ch->rk,
-        .rk_len = strlen(ch->rk),
+        .rk_len = ch->rk_len,
         .props = ch->props.p,
         .props_len = ch->props.len,
         .body = ch->body.p,
         .body_len = ch->body.len,
-        .persistent = props_persistent(&pr),
-        .timestamp_ms = clock_wall_ms(),
+        .persistent = props_persistent(pr),
+        .timestamp_ms = amqp_conn_now_ms(ch->c),
     };
     ch->content = 0;
     amqp_conn_note_publish(ch->c);
@@ -416,11 +417,11 @@ static void publish_complete(struct amqp_channel *ch)
         uint64_t seq = ++ch->pub_seq;
         confirm_push(ch);
         struct pub *p = pub_new(ch, seq);
-        if (route(ch, &m, &pr, ch->mandatory, p) < 0)
+        if (route(ch, &m, pr, ch->mandatory, p) < 0)
             p->status = TERN_ECLOSED;
         pub_durable(p, 0); /* drop the publisher's hold */
     } else {
-        route(ch, &m, &pr, ch->mandatory, NULL);
+        route(ch, &m, pr, ch->mandatory, NULL);
     }
     buf_clear(&ch->props);
     buf_clear(&ch->body);
@@ -434,6 +435,8 @@ static void on_publish(struct amqp_channel *ch, const struct amqp_basic_publish 
     }
     amqp_wire_str_copy(ch->exchange, sizeof(ch->exchange), bp->exchange);
     amqp_wire_str_copy(ch->rk, sizeof(ch->rk), bp->routing_key);
+    ch->exchange_len = strlen(ch->exchange);
+    ch->rk_len = strlen(ch->rk);
     struct vhost_err err;
     if (vhost_publish_check(amqp_conn_vhost(ch->c), ch->exchange, &err) < 0) {
         vhost_error(ch, AMQP_BASIC_PUBLISH, &err);
@@ -443,6 +446,14 @@ static void on_publish(struct amqp_channel *ch, const struct amqp_basic_publish 
     }
     ch->mandatory = bp->mandatory;
     ch->content = 1;
+}
+
+/* Copies a publish's properties and decodes them once, from the copy (ch->pr points into it). */
+static int props_take(struct amqp_channel *ch, const uint8_t *props, size_t len)
+{
+    buf_clear(&ch->props);
+    buf_put(&ch->props, props, len);
+    return amqp_props_decode(ch->props.p, ch->props.len, &ch->pr);
 }
 
 void amqp_channel_header(struct amqp_channel *ch, const uint8_t *p, size_t n)
@@ -457,7 +468,8 @@ void amqp_channel_header(struct amqp_channel *ch, const uint8_t *p, size_t n)
                             "expected method frame, got non method frame instead");
         return;
     }
-    if (amqp_header_parse(p, n, &class_id, &size, &props, &plen) < 0) {
+    if (amqp_header_split(p, n, &class_id, &size, &props, &plen) < 0 ||
+        props_take(ch, props, plen) < 0) {
         amqp_conn_error(ch->c, AMQP_SYNTAX_ERROR, AMQP_BASIC_PUBLISH, "malformed content header");
         return;
     }
@@ -482,8 +494,6 @@ void amqp_channel_header(struct amqp_channel *ch, const uint8_t *p, size_t n)
         ch->content = size ? 2 : 0;
         return;
     }
-    buf_clear(&ch->props);
-    buf_put(&ch->props, props, plen);
     buf_clear(&ch->body);
     ch->body_size = size;
     ch->content = 2;

@@ -149,18 +149,25 @@ void amqp_frame_put_heartbeat(struct buf *out)
 
 /* ---- content header and properties ----------------------------------------------------- */
 
-int amqp_header_parse(const uint8_t *p, size_t n, uint16_t *class_id, uint64_t *body_size,
+int amqp_header_split(const uint8_t *p, size_t n, uint16_t *class_id, uint64_t *body_size,
                       const uint8_t **props, size_t *props_len)
 {
-    struct amqp_props pr;
     if (n < AMQP_CONTENT_HEADER_SIZE || buf_get_u16(p + 2) != 0)
-        return TERN_EPROTO;
-    if (amqp_props_decode(p + 12, n - 12, &pr) < 0)
         return TERN_EPROTO;
     *class_id = buf_get_u16(p);
     *body_size = buf_get_u64(p + 4);
     *props = p + 12;
     *props_len = n - 12;
+    return 0;
+}
+
+int amqp_header_parse(const uint8_t *p, size_t n, uint16_t *class_id, uint64_t *body_size,
+                      const uint8_t **props, size_t *props_len)
+{
+    struct amqp_props pr;
+    if (amqp_header_split(p, n, class_id, body_size, props, props_len) < 0 ||
+        amqp_props_decode(*props, *props_len, &pr) < 0)
+        return TERN_EPROTO;
     return 0;
 }
 

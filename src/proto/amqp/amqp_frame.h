@@ -103,6 +103,10 @@ void amqp_frame_put_heartbeat(struct buf *out);
  */
 int amqp_header_parse(const uint8_t *p, size_t n, uint16_t *class_id, uint64_t *body_size,
                       const uint8_t **props, size_t *props_len);
+/* amqp_header_parse without checking the properties: for a caller that decodes them itself
+ * (once, from its own copy) with amqp_props_decode. */
+int amqp_header_split(const uint8_t *p, size_t n, uint16_t *class_id, uint64_t *body_size,
+                      const uint8_t **props, size_t *props_len);
 
 /* basic class properties, flag bits 15..2 in this order */
 enum {

@@ -59,6 +59,7 @@ struct amqp_conn {
     int refs;       /* 1 for the socket + 1 per live channel */
     struct buf out; /* frames not yet handed to the socket */
     uint64_t last_recv_ms, last_send_ms;
+    int64_t now_ms; /* wall clock at the last read (amqp_conn_now_ms) */
     uv_timer_t timer; /* handshake timeout, then heartbeats, then close grace */
     bool timer_live;
     struct amqp_conn *next, *prev; /* server's list */
@@ -80,6 +81,8 @@ void amqp_conn_error(struct amqp_conn *c, int code, uint32_t method_id, const ch
 bool amqp_conn_writable(const struct amqp_conn *c);
 void amqp_conn_unref(struct amqp_conn *c);
 const struct amqp_server_config *amqp_conn_config(const struct amqp_conn *c);
+/* The wall-clock time (ms since the epoch) read once per batch of input: message timestamps. */
+int64_t amqp_conn_now_ms(const struct amqp_conn *c);
 struct vhost *amqp_conn_vhost(const struct amqp_conn *c);
 void amqp_conn_note_publish(struct amqp_conn *c);
 /* Asks for amqp_channel_confirm_flush() on c's channels after this loop turn's callbacks, so

@@ -46,6 +46,8 @@ static void conn_close_socket(struct amqp_conn *c);
 static void server_maybe_done(struct amqp_server *s);
 static void confirm_check_cb(uv_check_t *h);
 
+int64_t amqp_conn_now_ms(const struct amqp_conn *c) { return c->now_ms; }
+
 const struct amqp_server_config *amqp_conn_config(const struct amqp_conn *c)
 {
     return &c->srv->cfg;
@@ -609,6 +611,7 @@ static void on_read(void *ctx, struct net_conn *nc, struct buf *in)
     (void)nc;
     size_t used = 0;
     c->last_recv_ms = (uint64_t)(clock_mono_ns() / 1000000);
+    c->now_ms = clock_wall_ms();
     c->refs++; /* channels may go away while we parse */
     if (c->state == AMQP_C_HEADER)
         used = read_header(c, in);
