@@ -70,6 +70,7 @@ struct sync_job {
     int nsegs;
     int64_t target;   /* durable end once the job succeeds */
     bool write_ckpt;
+    bool sync_dir;    /* segments were created or removed: fsync the directory first */
     struct ckpt ckpt; /* written after the data fsyncs */
     int ckpt_fd;
     int rc;
@@ -82,6 +83,7 @@ struct log {
     struct seg **segs; /* ascending base; the last is active */
     int nsegs, capsegs;
     int64_t start_offset, end_offset, durable_offset;
+    bool dir_dirty; /* a segment was created or removed since the last job (dir_changed) */
     int err;
     bool clean_open;
     bool closing;
@@ -221,15 +223,19 @@ static void log_fail(struct log *log, int err, const char *what)
 
 /* ---- group commit ---------------------------------------------------------------------- */
 
-static struct sync_job *job_prepare(struct log *log, int64_t now_ms)
+/* A job fsyncs every segment with unsynced data (data) or none (a job for the directory and
+ * the checkpoint only: it claims nothing new as durable). */
+static struct sync_job *job_prepare(struct log *log, int64_t now_ms, bool data)
 {
     struct sync_job *j = tern_xcalloc(1, sizeof(*j));
     j->log = log;
-    j->target = log->end_offset;
+    j->sync_dir = log->dir_dirty;
+    log->dir_dirty = false;
+    j->target = data ? log->end_offset : log->durable_offset;
     j->segs = tern_xcalloc((size_t)log->nsegs, sizeof(*j->segs));
     j->sizes = tern_xcalloc((size_t)log->nsegs, sizeof(*j->sizes));
     j->seal = tern_xcalloc((size_t)log->nsegs, sizeof(*j->seal));
-    for (int i = 0; i < log->nsegs; i++) {
+    for (int i = 0; data && i < log->nsegs; i++) {
         struct seg *s = log->segs[i];
         bool sealed = i < log->nsegs - 1;
         if (s->synced_size < s->size || (sealed && s->index_dirty)) {
@@ -250,6 +256,8 @@ static struct sync_job *job_prepare(struct log *log, int64_t now_ms)
 
 static void job_run(struct sync_job *j)
 {
+    if (j->sync_dir)
+        j->rc = file_sync_dir(j->log->dir);
     for (int i = 0; i < j->nsegs && j->rc == 0; i++) {
         j->rc = file_datasync(j->segs[i]->fd);
         if (j->rc == 0 && j->seal[i])
@@ -261,6 +269,7 @@ static void job_run(struct sync_job *j)
 
 static void log_finish_close(struct log *log);
 static void job_submit(struct log *log);
+static void job_start(struct log *log, bool data);
 
 static void job_complete(struct sync_job *j)
 {
@@ -299,8 +308,7 @@ static void job_complete(struct sync_job *j)
     if (log->closing && !log->sync_inline)
         log_finish_close(log);
     else if (!log->err && log->loop &&
-             ((log->cfg.fsync_mode == LOG_FSYNC_ALWAYS && log->durable_offset < log->end_offset) ||
-              log->force_ckpt))
+             ((log->cfg.fsync_mode == LOG_FSYNC_ALWAYS && log->nwaiters > 0) || log->force_ckpt))
         job_submit(log);
 }
 
@@ -318,11 +326,11 @@ static void job_after_cb(uv_work_t *req, int status)
 }
 
 /* Starts an fsync job on the pool unless one is in flight (it resubmits when it ends). */
-static void job_submit(struct log *log)
+static void job_start(struct log *log, bool data)
 {
     if (log->job || log->err || !log->loop || log->answering)
         return;
-    struct sync_job *j = job_prepare(log, clock_wall_ms());
+    struct sync_job *j = job_prepare(log, clock_wall_ms(), data);
     log->job = j;
     j->req.data = j;
     int rc = uv_queue_work(log->loop, &j->req, job_work_cb, job_after_cb);
@@ -332,13 +340,15 @@ static void job_submit(struct log *log)
     }
 }
 
+static void job_submit(struct log *log) { job_start(log, true); }
+
 int log_sync(struct log *log)
 {
     if (log->err)
         return log->err;
     if (log->job)
         return -EBUSY;
-    struct sync_job *j = job_prepare(log, clock_wall_ms());
+    struct sync_job *j = job_prepare(log, clock_wall_ms(), true);
     log->job = j;
     job_run(j);
     log->sync_inline = true;
@@ -398,6 +408,21 @@ static void segs_push(struct log *log, struct seg *s)
     log->segs[log->nsegs++] = s;
 }
 
+/* Segment files were created or removed. With a loop the next fsync job makes the directory
+ * durable (before it reports anything durable, so no acknowledged data depends on an entry
+ * that a crash could lose), keeping a directory fsync off the loop thread; without one it
+ * happens now. data: the job also fsyncs the data (a roll seals a segment; in every fsync
+ * mode that makes what came before it durable). */
+static int dir_changed(struct log *log, bool data)
+{
+    if (!log->loop)
+        return file_sync_dir(log->dir);
+    log->dir_dirty = true;
+    log->force_ckpt = true;
+    job_start(log, data);
+    return 0;
+}
+
 /* Removes the first n segments from the list and their files. */
 static int segs_drop_front(struct log *log, int n)
 {
@@ -411,7 +436,7 @@ static int segs_drop_front(struct log *log, int n)
     memmove(log->segs, log->segs + n, (size_t)(log->nsegs - n) * sizeof(*log->segs));
     log->nsegs -= n;
     if (rc == 0)
-        rc = file_sync_dir(log->dir);
+        rc = dir_changed(log, false);
     return rc;
 }
 
@@ -617,10 +642,15 @@ static int recover_finish(struct recovery *r)
         return TERN_ECORRUPT;
     }
     if (log->nsegs == 0) {
-        struct seg *s;
+        struct seg *s = NULL;
         int rc = seg_create(log->dir, end, log->cfg.index_interval_bytes, clock_wall_ms(), &s);
-        if (rc < 0)
+        if (rc == 0)
+            rc = file_sync_dir(log->dir);
+        if (rc < 0) {
+            if (s)
+                seg_unref(s);
             return rc;
+        }
         segs_push(log, s);
     }
     log->start_offset = start;
@@ -753,7 +783,9 @@ static int log_roll(struct log *log, int64_t now_ms)
     if (rc < 0)
         return rc;
     segs_push(log, s);
-    log->force_ckpt = true;
+    rc = dir_changed(log, true);
+    if (rc < 0)
+        return rc;
     TLOG_DEBUG("store", "event=segment_roll log=%s base=%" PRId64, log_name(log), s->base);
     return 0;
 }
@@ -886,13 +918,15 @@ static int ckpt_commit(struct log *log, const struct ckpt *c)
     return 0;
 }
 
-/* Makes the start offset durable with a checkpoint written now. */
+/* Makes the start offset durable: with a loop by the next fsync job's checkpoint, without one
+ * with a checkpoint written now. */
 static int log_persist_start(struct log *log)
 {
     if (log->err)
         return log->err;
-    if (log->job) {
+    if (log->job || log->loop) {
         log->force_ckpt = true; /* the next job writes it; the start only ever moves up */
+        job_start(log, false);
         return 0;
     }
     struct ckpt c = log->ckpt; /* the same durability claim, with the new start */

@@ -125,7 +125,9 @@ void log_slice_release(struct log_slice *s);
  * batch, records are not read: the answer is that batch's base offset. */
 int log_find_time(struct log *log, int64_t ts, int64_t *offset_out);
 
-/* Moves the start offset up to `offset` (durably) and deletes segments wholly below it. */
+/* Moves the start offset up to `offset` and deletes segments wholly below it. The new start
+ * and the directory change become durable with the next fsync job (with a loop; at once
+ * without one); a crash before that can only bring back whole segments below the start. */
 int log_delete_below(struct log *log, int64_t offset);
 /* Applies the configured retention.ms / retention.bytes; never deletes the active segment.
  * Returns the number of segments deleted or a negative error. */

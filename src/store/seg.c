@@ -95,8 +95,6 @@ int seg_create(const char *dir, int64_t base, uint32_t interval, int64_t now_ms,
 {
     struct seg *s = seg_alloc(dir, base, interval);
     int rc = seg_open_files(s, O_CREAT | O_TRUNC);
-    if (rc == 0)
-        rc = file_sync_dir(dir);
     if (rc < 0) {
         seg_free(s);
         return rc;

@@ -59,8 +59,9 @@ struct seg_scan {
 
 typedef void (*seg_progress_fn)(void *arg, const struct seg *s, uint64_t pos, uint64_t total);
 
-/* Creates an empty segment (truncating leftovers of an un-durable earlier attempt) and fsyncs
- * the directory. Returns 0 with *out holding one reference, or -errno. */
+/* Creates an empty segment (truncating leftovers of an un-durable earlier attempt). The caller
+ * makes the new directory entries durable (file_sync_dir) before relying on them. Returns 0
+ * with *out holding one reference, or -errno. */
 int seg_create(const char *dir, int64_t base, uint32_t interval, int64_t now_ms,
                struct seg **out);
 /* Opens an existing segment's files (index files are created when missing) without reading
