@@ -9,15 +9,18 @@ PKGS=(
   clang-14 libclang-rt-14-dev            # fuzz targets (libFuzzer) and sanitizers
   libuv1-dev                             # event loop, timers, thread pool
   libsqlite3-dev                         # catalog
+  zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev  # Kafka batch codecs (store/compress.c)
   libcmocka-dev                          # unit tests
   python3 python3-pytest                 # integration tests (run by /usr/bin/python3)
   procps                                 # pgrep/ps used by tests
   python3-pika amqp-tools                # AMQP clients the integration tests drive
   librabbitmq-dev                        # rabbitmq-c, for the AMQP load generator (bench)
+  kcat python3-kafka python3-confluent-kafka  # Kafka clients the tests drive (librdkafka, kafka-python)
+  python3-snappy python3-zstandard       # kafka-python's optional snappy and zstd codecs
 )
 
-# Node.js and npm run the amqplib test (tests/js). A machine that already has both (from any
-# source) keeps them; otherwise Debian's packages are installed.
+# Node.js and npm run the amqplib and kafkajs tests (tests/js). A machine that already has both
+# (from any source) keeps them; otherwise Debian's packages are installed.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   PKGS+=(nodejs npm)
 fi

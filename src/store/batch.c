@@ -123,6 +123,15 @@ int batch_iter_init(struct batch_iter *it, const void *batch, const struct batch
     return 0;
 }
 
+void batch_iter_init_records(struct batch_iter *it, const struct batch_hdr *h, const void *records,
+                             size_t len)
+{
+    it->p = records;
+    it->end = it->p + len;
+    it->h = h;
+    it->left = h->record_count;
+}
+
 /* Reads a varint into *v; returns 0 or TERN_EPROTO (a record never ends inside a varint). */
 static int read_varint(const uint8_t **p, const uint8_t *end, int max_bytes, int64_t *v)
 {

@@ -89,7 +89,7 @@ struct batch_record {
     size_t headers_len;
 };
 
-/* Iterates the records of an uncompressed batch. */
+/* Iterates the records of an uncompressed batch (or of a decompressed records section). */
 struct batch_iter {
     const uint8_t *p, *end;
     const struct batch_hdr *h;
@@ -100,6 +100,13 @@ struct batch_iter {
 int batch_iter_init(struct batch_iter *it, const void *batch, const struct batch_hdr *h);
 /* Returns 1 with *rec filled, 0 at the end, TERN_EPROTO on malformed records. */
 int batch_iter_next(struct batch_iter *it, struct batch_record *rec);
+/*
+ * Starts iterating h's records held elsewhere: records..records+len are the batch's records
+ * section already decompressed (see compress_iter_init in store/compress.h). The records and h
+ * are borrowed and must outlive the iteration. Cannot fail.
+ */
+void batch_iter_init_records(struct batch_iter *it, const struct batch_hdr *h, const void *records,
+                             size_t len);
 
 /* One record header (key is never null; a null value has value NULL, value_len -1). */
 struct batch_header {
