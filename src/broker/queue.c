@@ -184,6 +184,7 @@ void queue_tuning_default(struct queue_tuning *t)
         .dispatch_batch = 32768,
         .readahead_bytes = 256u << 10,
         .publish_flush_bytes = 1u << 20,
+        .ack_sync_gap_ms = 10,
     };
 }
 
@@ -1305,6 +1306,10 @@ static int open_logs(struct queue *q)
     if (rc < 0)
         return rc;
     c.segment_bytes = q->e->t.ack_segment_bytes;
+    /* nobody waits for an ack's fsync (only redelivery after a machine crash depends on it):
+     * batch them, so a consumer's acks do not double the fsync rate of a busy queue */
+    if (c.sync_gap_ms < q->e->t.ack_sync_gap_ms)
+        c.sync_gap_ms = q->e->t.ack_sync_gap_ms;
     log_set_config(q->alog, &c);
     return 0;
 }

@@ -34,6 +34,7 @@ struct queue_tuning {
     uint32_t dispatch_batch;      /* deliveries per dispatch pass before yielding (32768) */
     size_t readahead_bytes;       /* bytes read at the cursor with one pread (256 KiB) */
     size_t publish_flush_bytes;   /* buffered publish bytes that force an early append (1 MiB) */
+    uint32_t ack_sync_gap_ms;     /* least time between two fsyncs of an ack log (10) */
 };
 
 void queue_tuning_default(struct queue_tuning *t);

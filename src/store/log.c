@@ -94,6 +94,8 @@ struct log {
     int ckpt_fd;
     struct ckpt ckpt; /* last durable checkpoint */
     int64_t ckpt_ms, sync_ms;
+    uint64_t job_start_ns;  /* when the last data job started (sync_gap_ms) */
+    struct gap_timer *gap;  /* waits out sync_gap_ms; NULL until first needed */
     struct waiter *waiters;
     size_t nwaiters, capwaiters;
     log_close_cb close_cb;
@@ -325,10 +327,61 @@ static void job_after_cb(uv_work_t *req, int status)
     job_complete(j);
 }
 
+/* The timer that starts a data job once sync_gap_ms has passed; outlives its log (log NULL)
+ * until libuv has closed it. */
+struct gap_timer {
+    uv_timer_t t;
+    struct log *log;
+};
+
+static void on_gap_closed(uv_handle_t *h) { free(h->data); }
+
+static void on_gap(uv_timer_t *t)
+{
+    struct gap_timer *g = t->data;
+    if (g->log)
+        job_start(g->log, true);
+}
+
+static void gap_free(struct log *log)
+{
+    if (!log->gap)
+        return;
+    log->gap->log = NULL;
+    uv_close((uv_handle_t *)&log->gap->t, on_gap_closed);
+    log->gap = NULL;
+}
+
+/* True when a data job must wait for sync_gap_ms (the timer then starts it). */
+static bool gap_wait(struct log *log)
+{
+    uint64_t gap_ns = (uint64_t)log->cfg.sync_gap_ms * 1000000u;
+    uint64_t now = clock_mono_ns();
+    if (!gap_ns || log->cfg.fsync_mode != LOG_FSYNC_ALWAYS || log->closing ||
+        now - log->job_start_ns >= gap_ns) {
+        log->job_start_ns = now;
+        return false;
+    }
+    if (!log->gap) {
+        log->gap = tern_xcalloc(1, sizeof(*log->gap));
+        log->gap->log = log;
+        uv_timer_init(log->loop, &log->gap->t);
+        log->gap->t.data = log->gap;
+    }
+    if (!uv_is_active((uv_handle_t *)&log->gap->t)) {
+        uint64_t left_ms = (gap_ns - (now - log->job_start_ns) + 999999u) / 1000000u;
+        uv_timer_start(&log->gap->t, on_gap, left_ms, 0);
+    }
+    return true;
+}
+
 /* Starts an fsync job on the pool unless one is in flight (it resubmits when it ends). */
 static void job_start(struct log *log, bool data)
 {
-    if (log->job || log->err || !log->loop || log->answering)
+    /* while closing, log_finish_close syncs inline: a pool job would outlive the log */
+    if (log->job || log->err || !log->loop || log->answering || log->closing)
+        return;
+    if (data && gap_wait(log))
         return;
     struct sync_job *j = job_prepare(log, clock_wall_ms(), data);
     log->job = j;
@@ -694,6 +747,7 @@ static int log_recover(struct log *log, char *errbuf, size_t errlen)
 
 static void log_free(struct log *log)
 {
+    gap_free(log);
     for (int i = 0; i < log->nsegs; i++)
         seg_unref(log->segs[i]);
     if (log->ckpt_fd >= 0)

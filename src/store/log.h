@@ -40,6 +40,10 @@ struct log_config {
     uint32_t checkpoint_interval_ms; /* how often the recovery checkpoint is made durable */
     int64_t retention_ms;            /* -1: keep forever */
     int64_t retention_bytes;         /* -1: no size limit */
+    uint32_t sync_gap_ms;            /* mode ALWAYS: least time between the starts of two
+                                        fsync jobs of this log (0: none). Fewer, larger fsyncs:
+                                        less kernel work competing with the loop at a cost of
+                                        up to this much added confirm latency */
 };
 
 /* Defaults: 1 GiB / 7 day segments, 4 KiB index interval, 8 MiB max batch, fsync ALWAYS,
