@@ -1,8 +1,10 @@
 /*
- * catalog.c - exchanges, queues and bindings in SQLite (WAL, synchronous=FULL).
+ * catalog.c - exchanges, queues, bindings, topics, committed offsets and the producer-id
+ * counter in SQLite (WAL, synchronous=FULL).
  *
- * Schema (version 1, PRAGMA user_version = 1); STRICT tables, booleans as 0/1 integers, args
- * as base/table.h binary blobs (an absent table is stored as the empty one, four zero bytes):
+ * Schema (version 2, PRAGMA user_version = 2); STRICT tables, booleans as 0/1 integers, args
+ * and configs as base/table.h binary blobs (an absent table is stored as the empty one, four
+ * zero bytes). Version 1 had the first three tables; step 2 adds the rest:
  *
  *   exchanges(id INTEGER PRIMARY KEY, vhost, name, type, auto_delete, internal, args)
  *             UNIQUE(vhost, name)
@@ -11,6 +13,11 @@
  *   bindings (id INTEGER PRIMARY KEY, vhost, source, dest_is_exchange, dest, routing_key,
  *             args)  UNIQUE(vhost, source, dest_is_exchange, dest, routing_key, args)
  *             INDEX(vhost, dest_is_exchange, dest)
+ *   topics   (id INTEGER PRIMARY KEY, name UNIQUE, partitions, log_prefix, configs)
+ *   group_offsets(group_id, topic, partition, committed_offset, leader_epoch, metadata NULL,
+ *             commit_ms)  PRIMARY KEY(group_id, topic, partition), WITHOUT ROWID
+ *             INDEX(topic)
+ *   producer_ids(id INTEGER PRIMARY KEY CHECK(id = 0), next_id): exactly one row
  *
  * Invariants:
  *   - load order is id order; an upsert updates in place (ON CONFLICT DO UPDATE), so an object
@@ -60,6 +67,14 @@ enum {
     ST_LOAD_X,
     ST_LOAD_Q,
     ST_LOAD_B,
+    ST_PUT_T,
+    ST_DEL_T,
+    ST_PUT_OFF,
+    ST_DEL_OFF_TOPIC,
+    ST_DEL_OFF_GROUP,
+    ST_NEXT_PID,
+    ST_LOAD_T,
+    ST_LOAD_OFF,
     ST_COUNT
 };
 
@@ -92,6 +107,23 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_LOAD_Q] = "SELECT vhost, name, auto_delete, args, log_name, id FROM queues ORDER BY id",
     [ST_LOAD_B] = "SELECT vhost, source, dest_is_exchange, dest, routing_key, args, id"
                   " FROM bindings ORDER BY id",
+    [ST_PUT_T] = "INSERT INTO topics(name, partitions, log_prefix, configs) VALUES(?1, ?2, ?3, ?4)"
+                 " ON CONFLICT(name) DO UPDATE SET partitions = excluded.partitions,"
+                 " log_prefix = excluded.log_prefix, configs = excluded.configs",
+    [ST_DEL_T] = "DELETE FROM topics WHERE name = ?1",
+    [ST_PUT_OFF] = "INSERT INTO group_offsets(group_id, topic, partition, committed_offset,"
+                   " leader_epoch, metadata, commit_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                   " ON CONFLICT(group_id, topic, partition) DO UPDATE SET"
+                   " committed_offset = excluded.committed_offset,"
+                   " leader_epoch = excluded.leader_epoch, metadata = excluded.metadata,"
+                   " commit_ms = excluded.commit_ms",
+    [ST_DEL_OFF_TOPIC] = "DELETE FROM group_offsets WHERE topic = ?1",
+    [ST_DEL_OFF_GROUP] = "DELETE FROM group_offsets WHERE group_id = ?1",
+    [ST_NEXT_PID] = "UPDATE producer_ids SET next_id = next_id + 1 WHERE id = 0"
+                    " RETURNING next_id - 1",
+    [ST_LOAD_T] = "SELECT name, partitions, log_prefix, configs, id FROM topics ORDER BY id",
+    [ST_LOAD_OFF] = "SELECT group_id, topic, partition, committed_offset, leader_epoch, metadata,"
+                    " commit_ms FROM group_offsets ORDER BY group_id, topic, partition",
 };
 
 /* migrations[v] takes the schema from version v to v + 1. */
@@ -107,6 +139,17 @@ static const char *const migrations[CATALOG_SCHEMA_VERSION] = {
     " args BLOB NOT NULL,"
     " UNIQUE(vhost, source, dest_is_exchange, dest, routing_key, args)) STRICT;"
     "CREATE INDEX bindings_dest ON bindings(vhost, dest_is_exchange, dest);",
+
+    "CREATE TABLE topics(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+    " partitions INTEGER NOT NULL, log_prefix TEXT NOT NULL, configs BLOB NOT NULL) STRICT;"
+    "CREATE TABLE group_offsets(group_id TEXT NOT NULL, topic TEXT NOT NULL,"
+    " partition INTEGER NOT NULL, committed_offset INTEGER NOT NULL,"
+    " leader_epoch INTEGER NOT NULL, metadata TEXT, commit_ms INTEGER NOT NULL,"
+    " PRIMARY KEY(group_id, topic, partition)) STRICT, WITHOUT ROWID;"
+    "CREATE INDEX group_offsets_topic ON group_offsets(topic);"
+    "CREATE TABLE producer_ids(id INTEGER PRIMARY KEY CHECK(id = 0),"
+    " next_id INTEGER NOT NULL) STRICT;"
+    "INSERT INTO producer_ids(id, next_id) VALUES(0, 0);",
 };
 
 struct catalog {
@@ -161,7 +204,8 @@ const char *catalog_errmsg(struct catalog *c)
 
 /*
  * Binds the parameters described by fmt, one letter each: t text (const char *, NULL binds
- * NULL), i int (int), b blob (const struct buf *). The pointers must outlive the step.
+ * NULL), i int (int), I int64 (int64_t), b blob (const struct buf *). The pointers must
+ * outlive the step.
  */
 static int bind_all(struct catalog *c, sqlite3_stmt *st, const char *fmt, va_list ap)
 {
@@ -174,6 +218,9 @@ static int bind_all(struct catalog *c, sqlite3_stmt *st, const char *fmt, va_lis
             break;
         case 'i':
             rc = sqlite3_bind_int(st, i, va_arg(ap, int));
+            break;
+        case 'I':
+            rc = sqlite3_bind_int64(st, i, va_arg(ap, int64_t));
             break;
         default:
             b = va_arg(ap, const struct buf *);
@@ -307,10 +354,10 @@ static void encode_canonical(const struct table *t, struct buf *out)
     table_free(d);
 }
 
-/* Decodes the args blob in column col of a load row (whose last column is the id, for the
- * message); an empty table gives NULL. */
-static int column_args(struct catalog *c, sqlite3_stmt *st, int col, const char *what,
-                       struct table **out)
+/* Decodes the table blob (args or configs) in column col of a load row (whose last column is
+ * the id, for the message); an empty table gives NULL. */
+static int column_table(struct catalog *c, sqlite3_stmt *st, int col, const char *what,
+                        const char *field, struct table **out)
 {
     const uint8_t *p = sqlite3_column_blob(st, col);
     int n = sqlite3_column_bytes(st, col);
@@ -321,8 +368,8 @@ static int column_args(struct catalog *c, sqlite3_stmt *st, int col, const char 
     if (p == NULL || table_decode(p, (size_t)n, out) != n) {
         table_free(*out);
         *out = NULL;
-        return fail_msg(c, TERN_ECORRUPT, "%s id=%lld: stored args do not decode", what,
-                        (long long)id);
+        return fail_msg(c, TERN_ECORRUPT, "%s id=%lld: stored %s do not decode", what,
+                        (long long)id, field);
     }
     if ((*out)->n == 0) {
         table_free(*out);
@@ -414,6 +461,91 @@ int catalog_del_queue(struct catalog *c, const char *vhost, const char *name)
     return op_end(c, err);
 }
 
+/* ---- Kafka: topics, offsets, producer ids ------------------------------------------------ */
+
+int catalog_put_topic(struct catalog *c, const struct catalog_topic *t)
+{
+    if (!t->name || !t->log_prefix || t->partitions < 1)
+        return fail_msg(c, -EINVAL, "topic needs name, log_prefix and partitions >= 1");
+    struct buf configs = BUF_INIT;
+    table_encode(t->configs, &configs);
+    int err = op_begin(c);
+    if (err == 0)
+        err = op_end(
+            c, run(c, ST_PUT_T, "titb", t->name, (int)t->partitions, t->log_prefix, &configs));
+    buf_fini(&configs);
+    return err;
+}
+
+int catalog_del_topic(struct catalog *c, const char *name)
+{
+    if (!name)
+        return fail_msg(c, -EINVAL, "topic needs a name");
+    int err = op_begin(c);
+    if (err)
+        return err;
+    err = run(c, ST_DEL_OFF_TOPIC, "t", name);
+    if (err == 0)
+        err = run(c, ST_DEL_T, "t", name);
+    return op_end(c, err);
+}
+
+int catalog_put_offsets(struct catalog *c, const struct catalog_offset *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!v[i].group || !v[i].topic)
+            return fail_msg(c, -EINVAL, "offset %zu needs group and topic", i);
+    if (n == 0)
+        return 0;
+    int err = op_begin(c);
+    if (err)
+        return err;
+    for (size_t i = 0; err == 0 && i < n; i++)
+        err = run(c, ST_PUT_OFF, "ttiIitI", v[i].group, v[i].topic, (int)v[i].partition,
+                  v[i].offset, (int)v[i].leader_epoch, v[i].metadata, v[i].commit_ms);
+    return op_end(c, err);
+}
+
+int catalog_del_group(struct catalog *c, const char *group)
+{
+    if (!group)
+        return fail_msg(c, -EINVAL, "offsets need a group");
+    int err = op_begin(c);
+    if (err == 0)
+        err = op_end(c, run(c, ST_DEL_OFF_GROUP, "t", group));
+    return err;
+}
+
+/* Steps the RETURNING update of the counter: exactly one row, then done. */
+static int step_next_pid(struct catalog *c, int64_t *out)
+{
+    sqlite3_stmt *st = c->st[ST_NEXT_PID];
+    int rows = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if (rows++ == 0)
+            *out = sqlite3_column_int64(st, 0);
+    int err = 0;
+    if (rc != SQLITE_DONE)
+        err = fail_sql(c, rc, stmt_sql[ST_NEXT_PID]);
+    else if (rows != 1 || *out < 0)
+        err = fail_msg(c, TERN_ECORRUPT, "producer_ids must hold one row with next_id >= 0");
+    sqlite3_reset(st);
+    return err;
+}
+
+int catalog_next_producer_id(struct catalog *c, int64_t *out)
+{
+    if (c->depth > 0)
+        return fail_msg(c, -EBUSY, "catalog_next_producer_id inside a batch");
+    int64_t v = -1;
+    int err = op_begin(c);
+    if (err == 0)
+        err = op_end(c, step_next_pid(c, &v));
+    if (err == 0)
+        *out = v;
+    return err;
+}
+
 /* ---- load ----------------------------------------------------------------------------------- */
 
 static const char *col_text(sqlite3_stmt *st, int col)
@@ -436,7 +568,7 @@ static int load_row_exchange(struct catalog *c, sqlite3_stmt *st, const struct c
     struct table *args;
     int ret = row_texts_ok(c, st, 3, "exchange");
     if (ret == 0)
-        ret = column_args(c, st, 5, "exchange", &args);
+        ret = column_table(c, st, 5, "exchange", "args", &args);
     if (ret)
         return ret;
     struct catalog_exchange x = {
@@ -458,7 +590,7 @@ static int load_row_queue(struct catalog *c, sqlite3_stmt *st, const struct cata
     struct table *args;
     int ret = row_texts_ok(c, st, 5, "queue");
     if (ret == 0)
-        ret = column_args(c, st, 3, "queue", &args);
+        ret = column_table(c, st, 3, "queue", "args", &args);
     if (ret)
         return ret;
     struct catalog_queue q = {
@@ -479,7 +611,7 @@ static int load_row_binding(struct catalog *c, sqlite3_stmt *st, const struct ca
     struct table *args;
     int ret = row_texts_ok(c, st, 5, "binding");
     if (ret == 0)
-        ret = column_args(c, st, 5, "binding", &args);
+        ret = column_table(c, st, 5, "binding", "args", &args);
     if (ret)
         return ret;
     struct catalog_binding b = {
@@ -493,6 +625,44 @@ static int load_row_binding(struct catalog *c, sqlite3_stmt *st, const struct ca
     ret = l->binding(arg, &b);
     table_free(args);
     return ret;
+}
+
+static int load_row_topic(struct catalog *c, sqlite3_stmt *st, const struct catalog_loader *l,
+                          void *arg)
+{
+    struct table *configs;
+    int ret = row_texts_ok(c, st, 3, "topic");
+    if (ret == 0)
+        ret = column_table(c, st, 3, "topic", "configs", &configs);
+    if (ret)
+        return ret;
+    struct catalog_topic t = {
+        .name = col_text(st, 0),
+        .partitions = (int32_t)sqlite3_column_int(st, 1),
+        .log_prefix = col_text(st, 2),
+        .configs = configs,
+    };
+    ret = l->topic(arg, &t);
+    table_free(configs);
+    return ret;
+}
+
+static int load_row_offset(struct catalog *c, sqlite3_stmt *st, const struct catalog_loader *l,
+                           void *arg)
+{
+    int ret = row_texts_ok(c, st, 6, "offset");
+    if (ret)
+        return ret;
+    struct catalog_offset o = {
+        .group = col_text(st, 0),
+        .topic = col_text(st, 1),
+        .partition = (int32_t)sqlite3_column_int(st, 2),
+        .offset = sqlite3_column_int64(st, 3),
+        .leader_epoch = (int32_t)sqlite3_column_int(st, 4),
+        .metadata = col_text(st, 5),
+        .commit_ms = sqlite3_column_int64(st, 6),
+    };
+    return l->offset(arg, &o);
 }
 
 typedef int (*load_row_fn)(struct catalog *c, sqlite3_stmt *st, const struct catalog_loader *l,
@@ -521,6 +691,10 @@ int catalog_load(struct catalog *c, const struct catalog_loader *l, void *arg)
         ret = load_kind(c, ST_LOAD_Q, load_row_queue, l, arg);
     if (ret == 0 && l->binding)
         ret = load_kind(c, ST_LOAD_B, load_row_binding, l, arg);
+    if (ret == 0 && l->topic)
+        ret = load_kind(c, ST_LOAD_T, load_row_topic, l, arg);
+    if (ret == 0 && l->offset)
+        ret = load_kind(c, ST_LOAD_OFF, load_row_offset, l, arg);
     return ret;
 }
 

@@ -1034,7 +1034,8 @@ int vhost_open(uv_loop_t *loop, struct store *st, struct catalog *cat, const cha
     vh->engine = queue_engine_new(loop, st);
     struct load_ctx l = {.vh = vh, .err = errbuf, .errlen = errlen};
     strmap_init(&l.logs);
-    const struct catalog_loader loader = {load_exchange, load_queue, load_binding};
+    const struct catalog_loader loader = {
+        .exchange = load_exchange, .queue = load_queue, .binding = load_binding};
     int rc = catalog_load(cat, &loader, &l);
     if (rc < 0) {
         snprintf(errbuf, errlen, "catalog load failed: %s", catalog_errmsg(cat));

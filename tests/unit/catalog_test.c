@@ -1,5 +1,6 @@
 /* catalog_test.c - the SQLite catalog: round trips, upsert, cascades, reopen, order, batches,
- * damaged files and early-stopping loads. */
+ * damaged files and early-stopping loads; topics, committed offsets, producer ids and the
+ * migration from schema v1. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -58,10 +59,12 @@ static struct catalog *reopen(struct catalog *c)
 /* ---- a loader that records everything ------------------------------------------------------- */
 
 struct rec {
-    char kind;           /* 'x', 'q', 'b' */
-    char *a, *b, *c, *d; /* x: vhost name type; q: vhost name log_name; b: vhost source dest key */
-    bool f1, f2;         /* x: auto_delete internal; q: auto_delete; b: dest_is_exchange */
-    struct table *args;
+    char kind;              /* 'x', 'q', 'b', 't', 'o' */
+    char *a, *b, *c, *d;    /* x: vhost name type; q: vhost name log_name; b: vhost source dest key;
+                               t: name - log_prefix; o: group topic - metadata */
+    bool f1, f2;            /* x: auto_delete internal; q: auto_delete; b: dest_is_exchange */
+    struct table *args;     /* x, q, b: args; t: configs */
+    int64_t n1, n2, n3, n4; /* t: partitions; o: partition offset leader_epoch commit_ms */
 };
 
 struct recs {
@@ -87,39 +90,64 @@ static int rec_add(struct recs *rs, struct rec r)
 
 static int on_x(void *arg, const struct catalog_exchange *x)
 {
-    struct rec r = {
-        'x',  tern_xstrdup(x->vhost), tern_xstrdup(x->name), tern_xstrdup(x->type),
-        NULL, x->auto_delete,         x->internal,           x->args ? table_dup(x->args) : NULL};
+    struct rec r = {.kind = 'x',
+                    .a = tern_xstrdup(x->vhost),
+                    .b = tern_xstrdup(x->name),
+                    .c = tern_xstrdup(x->type),
+                    .f1 = x->auto_delete,
+                    .f2 = x->internal,
+                    .args = x->args ? table_dup(x->args) : NULL};
     return rec_add(arg, r);
 }
 
 static int on_q(void *arg, const struct catalog_queue *q)
 {
-    struct rec r = {'q',
-                    tern_xstrdup(q->vhost),
-                    tern_xstrdup(q->name),
-                    dup_or_null(q->log_name),
-                    NULL,
-                    q->auto_delete,
-                    false,
-                    q->args ? table_dup(q->args) : NULL};
+    struct rec r = {.kind = 'q',
+                    .a = tern_xstrdup(q->vhost),
+                    .b = tern_xstrdup(q->name),
+                    .c = dup_or_null(q->log_name),
+                    .f1 = q->auto_delete,
+                    .args = q->args ? table_dup(q->args) : NULL};
     return rec_add(arg, r);
 }
 
 static int on_b(void *arg, const struct catalog_binding *b)
 {
-    struct rec r = {'b',
-                    tern_xstrdup(b->vhost),
-                    tern_xstrdup(b->source),
-                    tern_xstrdup(b->dest),
-                    tern_xstrdup(b->key),
-                    b->dest_is_exchange,
-                    false,
-                    b->args ? table_dup(b->args) : NULL};
+    struct rec r = {.kind = 'b',
+                    .a = tern_xstrdup(b->vhost),
+                    .b = tern_xstrdup(b->source),
+                    .c = tern_xstrdup(b->dest),
+                    .d = tern_xstrdup(b->key),
+                    .f1 = b->dest_is_exchange,
+                    .args = b->args ? table_dup(b->args) : NULL};
     return rec_add(arg, r);
 }
 
-static const struct catalog_loader loader = {on_x, on_q, on_b};
+static int on_t(void *arg, const struct catalog_topic *t)
+{
+    struct rec r = {.kind = 't',
+                    .a = tern_xstrdup(t->name),
+                    .c = tern_xstrdup(t->log_prefix),
+                    .args = t->configs ? table_dup(t->configs) : NULL,
+                    .n1 = t->partitions};
+    return rec_add(arg, r);
+}
+
+static int on_o(void *arg, const struct catalog_offset *o)
+{
+    struct rec r = {.kind = 'o',
+                    .a = tern_xstrdup(o->group),
+                    .b = tern_xstrdup(o->topic),
+                    .d = dup_or_null(o->metadata),
+                    .n1 = o->partition,
+                    .n2 = o->offset,
+                    .n3 = o->leader_epoch,
+                    .n4 = o->commit_ms};
+    return rec_add(arg, r);
+}
+
+static const struct catalog_loader loader = {
+    .exchange = on_x, .queue = on_q, .binding = on_b, .topic = on_t, .offset = on_o};
 
 static void recs_free(struct recs *rs)
 {
@@ -456,7 +484,7 @@ static void test_load_stops_early(void **state)
     load_ok(c, &rs);
     assert_int_equal(rs.n, 5);
     /* a NULL callback skips its kind */
-    struct catalog_loader only_b = {NULL, NULL, on_b};
+    struct catalog_loader only_b = {.binding = on_b};
     recs_free(&rs);
     assert_int_equal(catalog_load(c, &only_b, &rs), 0);
     assert_int_equal(rs.n, 1);
@@ -677,6 +705,342 @@ static void test_wal_and_version(void **state)
     sqlite3_close(db);
 }
 
+/* ---- schema v2: topics, offsets, producer ids ----------------------------------------------- */
+
+static void put_t(struct catalog *c, const char *name, int32_t parts, const struct table *configs)
+{
+    char prefix[300];
+    snprintf(prefix, sizeof(prefix), "k.%s.", name);
+    struct catalog_topic t = {name, parts, prefix, configs};
+    assert_int_equal(catalog_put_topic(c, &t), 0);
+}
+
+static void put_o(struct catalog *c, const char *group, const char *topic, int32_t part,
+                  int64_t off)
+{
+    struct catalog_offset o = {group, topic, part, off, 7, "meta", 1700000000000LL + off};
+    assert_int_equal(catalog_put_offsets(c, &o, 1), 0);
+}
+
+/* Rows of table visible to a second connection: what is committed. */
+static int committed_rows(const char *table)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    char sql[128];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", table);
+    assert_int_equal(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+static struct table *sample_configs(void)
+{
+    struct table *t = table_new();
+    table_set_str(t, "retention.ms", "604800000");
+    table_set_str(t, "cleanup.policy", "delete");
+    return t;
+}
+
+static void test_topic_round_trip(void **state)
+{
+    (void)state;
+    struct catalog *c = open_ok();
+    struct table *configs = sample_configs(), *other = table_new();
+    table_set_str(other, "retention.ms", "1000");
+    put_t(c, "orders", 4, configs);
+    put_t(c, "events", 1, NULL);
+    put_t(c, "audit", 2, NULL);
+    put_t(c, "orders", 8, other); /* upsert: keeps its place, takes the new fields */
+    struct catalog_topic bad = {"x", 0, "k.x.", NULL};
+    assert_int_equal(catalog_put_topic(c, &bad), -EINVAL);
+    bad.partitions = 1;
+    bad.log_prefix = NULL;
+    assert_int_equal(catalog_put_topic(c, &bad), -EINVAL);
+    bad.name = NULL;
+    bad.log_prefix = "p";
+    assert_int_equal(catalog_put_topic(c, &bad), -EINVAL);
+    c = reopen(c);
+
+    struct recs rs = {0};
+    load_ok(c, &rs);
+    assert_int_equal(rs.n, 3);
+    assert_int_equal(rs.r[0].kind, 't');
+    assert_string_equal(rs.r[0].a, "orders");
+    assert_int_equal(rs.r[0].n1, 8);
+    assert_string_equal(rs.r[0].c, "k.orders.");
+    assert_true(table_equal(rs.r[0].args, other));
+    assert_string_equal(rs.r[1].a, "events");
+    assert_int_equal(rs.r[1].n1, 1);
+    assert_null(rs.r[1].args);
+    assert_string_equal(rs.r[2].a, "audit");
+
+    /* deleted and re-added: moves to the end */
+    assert_int_equal(catalog_del_topic(c, "orders"), 0);
+    assert_int_equal(catalog_del_topic(c, "orders"), 0); /* absent: not an error */
+    put_t(c, "orders", 3, configs);
+    load_ok(c, &rs);
+    assert_int_equal(rs.n, 3);
+    assert_string_equal(rs.r[2].a, "orders");
+    assert_true(table_equal(rs.r[2].args, configs));
+    recs_free(&rs);
+    table_free(configs);
+    table_free(other);
+    catalog_close(c);
+}
+
+static void test_offsets_round_trip(void **state)
+{
+    (void)state;
+    struct catalog *c = open_ok();
+    /* one commit, out of order, with a NULL metadata and 64-bit values */
+    struct catalog_offset v[] = {
+        {"g2", "t", 0, 5, -1, NULL, 1},
+        {"g1", "t", 10, INT64_C(1) << 40, 3, "", INT64_C(1700000000123)},
+        {"g1", "t", 2, 0, 0, "m", 2},
+        {"g1", "a", 1, 9, 1, "x", 3},
+    };
+    assert_int_equal(catalog_put_offsets(c, v, 4), 0);
+    assert_int_equal(catalog_put_offsets(c, NULL, 0), 0);
+    c = reopen(c);
+
+    struct recs rs = {0};
+    load_ok(c, &rs);
+    assert_int_equal(rs.n, 4);
+    /* ordered by (group, topic, partition), partitions numerically */
+    const char *want[][2] = {{"g1", "a"}, {"g1", "t"}, {"g1", "t"}, {"g2", "t"}};
+    const int64_t want_part[] = {1, 2, 10, 0};
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(rs.r[i].kind, 'o');
+        assert_string_equal(rs.r[i].a, want[i][0]);
+        assert_string_equal(rs.r[i].b, want[i][1]);
+        assert_int_equal(rs.r[i].n1, want_part[i]);
+    }
+    assert_int_equal(rs.r[2].n2, INT64_C(1) << 40);
+    assert_int_equal(rs.r[2].n3, 3);
+    assert_string_equal(rs.r[2].d, "");
+    assert_int_equal(rs.r[2].n4, INT64_C(1700000000123));
+    assert_null(rs.r[3].d);
+    assert_int_equal(rs.r[3].n3, -1);
+
+    /* upsert by (group, topic, partition) */
+    struct catalog_offset up = {"g2", "t", 0, 6, 2, "new", 4};
+    assert_int_equal(catalog_put_offsets(c, &up, 1), 0);
+    load_ok(c, &rs);
+    assert_int_equal(rs.n, 4);
+    assert_int_equal(rs.r[3].n2, 6);
+    assert_int_equal(rs.r[3].n3, 2);
+    assert_string_equal(rs.r[3].d, "new");
+    assert_int_equal(rs.r[3].n4, 4);
+    recs_free(&rs);
+    catalog_close(c);
+}
+
+/* All n offsets of one call are stored, or none: outside and inside a batch. */
+static void test_offsets_atomic(void **state)
+{
+    (void)state;
+    struct catalog *c = open_ok();
+    exec_other("CREATE TRIGGER refuse BEFORE INSERT ON group_offsets WHEN NEW.partition = 99"
+               " BEGIN SELECT RAISE(ABORT, 'refused by test'); END;");
+    struct catalog_offset v[] = {
+        {"g", "t", 0, 1, 0, NULL, 1},
+        {"g", "t", 1, 1, 0, NULL, 1},
+        {"g", "t", 99, 1, 0, NULL, 1},
+    };
+    assert_int_equal(catalog_put_offsets(c, v, 3), -EIO);
+    assert_non_null(strstr(catalog_errmsg(c), "refused by test"));
+    assert_int_equal(committed_rows("group_offsets"), 0);
+    v[1].topic = NULL;
+    assert_int_equal(catalog_put_offsets(c, v, 2), -EINVAL);
+    assert_int_equal(committed_rows("group_offsets"), 0);
+    v[1].topic = "t";
+
+    assert_int_equal(catalog_begin(c), 0);
+    put_o(c, "h", "t", 0, 1);
+    assert_int_equal(catalog_put_offsets(c, v, 3), -EIO);
+    put_o(c, "h", "t", 1, 1);
+    assert_int_equal(committed_rows("group_offsets"), 0);
+    assert_int_equal(catalog_commit(c), 0);
+    assert_int_equal(committed_rows("group_offsets"), 2);
+    assert_int_equal(catalog_put_offsets(c, v, 2), 0);
+    assert_int_equal(committed_rows("group_offsets"), 4);
+    catalog_close(c);
+}
+
+static void test_del_topic_cascades(void **state)
+{
+    (void)state;
+    struct catalog *c = open_ok();
+    put_t(c, "t1", 2, NULL);
+    put_t(c, "t2", 2, NULL);
+    put_o(c, "g1", "t1", 0, 10);
+    put_o(c, "g1", "t2", 0, 11);
+    put_o(c, "g2", "t1", 1, 12);
+    put_o(c, "g2", "t2", 1, 13);
+    put_o(c, "g3", "t1", 0, 14); /* only offsets of t1: the group disappears with them */
+    assert_int_equal(catalog_del_topic(c, "t1"), 0);
+    c = reopen(c);
+
+    struct recs rs = {0};
+    load_ok(c, &rs);
+    assert_int_equal(count_kind(&rs, 't'), 1);
+    assert_int_equal(count_kind(&rs, 'o'), 2);
+    assert_string_equal(rs.r[0].a, "t2");
+    assert_string_equal(rs.r[1].a, "g1");
+    assert_string_equal(rs.r[1].b, "t2");
+    assert_string_equal(rs.r[2].a, "g2");
+    assert_string_equal(rs.r[2].b, "t2");
+    assert_int_equal(rs.r[2].n2, 13);
+    /* offsets of a topic the catalog never had go too */
+    put_o(c, "g1", "ghost", 0, 1);
+    assert_int_equal(catalog_del_topic(c, "ghost"), 0);
+    load_ok(c, &rs);
+    assert_int_equal(count_kind(&rs, 'o'), 2);
+    recs_free(&rs);
+    catalog_close(c);
+}
+
+static void test_del_group(void **state)
+{
+    (void)state;
+    struct catalog *c = open_ok();
+    put_o(c, "g1", "t", 0, 1);
+    put_o(c, "g1", "u", 3, 2);
+    put_o(c, "g10", "t", 0, 3); /* a prefix match must not count */
+    put_o(c, "g2", "t", 0, 4);
+    assert_int_equal(catalog_del_group(c, "g1"), 0);
+    assert_int_equal(catalog_del_group(c, "g1"), 0);
+    assert_int_equal(catalog_del_group(c, NULL), -EINVAL);
+    c = reopen(c);
+    struct recs rs = {0};
+    load_ok(c, &rs);
+    assert_int_equal(rs.n, 2);
+    assert_string_equal(rs.r[0].a, "g10");
+    assert_string_equal(rs.r[1].a, "g2");
+    recs_free(&rs);
+    catalog_close(c);
+}
+
+static void test_producer_ids(void **state)
+{
+    (void)state;
+    struct catalog *c = open_ok();
+    int64_t id = -5;
+    for (int64_t want = 0; want < 3; want++) {
+        assert_int_equal(catalog_next_producer_id(c, &id), 0);
+        assert_int_equal(id, want);
+    }
+    c = reopen(c);
+    assert_int_equal(catalog_next_producer_id(c, &id), 0);
+    assert_int_equal(id, 3);
+
+    /* refused inside a batch, where a rollback could hand the id out again */
+    assert_int_equal(catalog_begin(c), 0);
+    id = -5;
+    assert_int_equal(catalog_next_producer_id(c, &id), -EBUSY);
+    assert_int_equal(id, -5);
+    assert_int_equal(catalog_commit(c), 0);
+    assert_int_equal(catalog_next_producer_id(c, &id), 0);
+    assert_int_equal(id, 4);
+
+    /* a damaged counter is reported, not papered over */
+    exec_other("DELETE FROM producer_ids");
+    assert_int_equal(catalog_next_producer_id(c, &id), TERN_ECORRUPT);
+    assert_int_equal(id, 4);
+    catalog_close(c);
+}
+
+/* Every kind in load order, and a load stopped inside the new kinds. */
+static void test_load_order_all_kinds(void **state)
+{
+    (void)state;
+    struct catalog *c = open_ok();
+    put_o(c, "g", "t", 0, 1); /* inserted first, loaded last */
+    put_t(c, "t", 1, NULL);
+    put_b(c, "x", false, "q", "", NULL);
+    put_q(c, "q", NULL);
+    put_x(c, "x", "direct", NULL);
+    struct recs rs = {0};
+    load_ok(c, &rs);
+    assert_int_equal(rs.n, 5);
+    char kinds[6] = "";
+    for (size_t i = 0; i < rs.n; i++)
+        kinds[i] = rs.r[i].kind;
+    assert_string_equal(kinds, "xqbto");
+    recs_free(&rs);
+    rs.stop_after = 4;
+    assert_int_equal(catalog_load(c, &loader, &rs), 99);
+    assert_int_equal(rs.n, 4);
+    recs_free(&rs);
+    struct catalog_loader only_o = {.offset = on_o};
+    assert_int_equal(catalog_load(c, &only_o, &rs), 0);
+    assert_int_equal(rs.n, 1);
+    assert_int_equal(rs.r[0].kind, 'o');
+    recs_free(&rs);
+    catalog_close(c);
+}
+
+static void test_stored_configs_corrupt(void **state)
+{
+    (void)state;
+    struct catalog *c = open_ok();
+    put_t(c, "t", 1, NULL);
+    exec_other("UPDATE topics SET configs = x'0000000501' WHERE name = 't'");
+    struct recs rs = {0};
+    assert_int_equal(catalog_load(c, &loader, &rs), TERN_ECORRUPT);
+    assert_non_null(strstr(catalog_errmsg(c), "configs"));
+    recs_free(&rs);
+    catalog_close(c);
+}
+
+/* A database written by a v1 build opens, keeps its rows and gains the v2 tables. */
+static void test_migrate_from_v1(void **state)
+{
+    (void)state;
+    exec_other(
+        "CREATE TABLE exchanges(id INTEGER PRIMARY KEY, vhost TEXT NOT NULL, name TEXT NOT NULL,"
+        " type TEXT NOT NULL, auto_delete INTEGER NOT NULL, internal INTEGER NOT NULL,"
+        " args BLOB NOT NULL, UNIQUE(vhost, name)) STRICT;"
+        "CREATE TABLE queues(id INTEGER PRIMARY KEY, vhost TEXT NOT NULL, name TEXT NOT NULL,"
+        " auto_delete INTEGER NOT NULL, args BLOB NOT NULL, log_name TEXT,"
+        " UNIQUE(vhost, name)) STRICT;"
+        "CREATE TABLE bindings(id INTEGER PRIMARY KEY, vhost TEXT NOT NULL, source TEXT NOT NULL,"
+        " dest_is_exchange INTEGER NOT NULL, dest TEXT NOT NULL, routing_key TEXT NOT NULL,"
+        " args BLOB NOT NULL,"
+        " UNIQUE(vhost, source, dest_is_exchange, dest, routing_key, args)) STRICT;"
+        "CREATE INDEX bindings_dest ON bindings(vhost, dest_is_exchange, dest);"
+        "INSERT INTO queues(vhost, name, auto_delete, args, log_name)"
+        " VALUES('/', 'old', 0, x'00000000', 'q.old');"
+        "INSERT INTO bindings(vhost, source, dest_is_exchange, dest, routing_key, args)"
+        " VALUES('/', 'amq.direct', 0, 'old', 'k', x'00000000');"
+        "PRAGMA user_version = 1;");
+    struct catalog *c = open_ok();
+    put_t(c, "t", 2, NULL);
+    put_o(c, "g", "t", 1, 42);
+    int64_t id = -1;
+    assert_int_equal(catalog_next_producer_id(c, &id), 0);
+    assert_int_equal(id, 0);
+    c = reopen(c);
+    struct recs rs = {0};
+    load_ok(c, &rs);
+    assert_int_equal(rs.n, 4);
+    assert_int_equal(rs.r[0].kind, 'q');
+    assert_string_equal(rs.r[0].b, "old");
+    assert_string_equal(rs.r[0].c, "q.old");
+    assert_int_equal(rs.r[1].kind, 'b');
+    assert_int_equal(rs.r[2].kind, 't');
+    assert_int_equal(rs.r[3].kind, 'o');
+    assert_int_equal(rs.r[3].n2, 42);
+    recs_free(&rs);
+    catalog_close(c);
+    test_wal_and_version(state);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -696,6 +1060,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stored_args_corrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wal_and_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_topic_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_offsets_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_offsets_atomic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_del_topic_cascades, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_del_group, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_producer_ids, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_load_order_all_kinds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stored_configs_corrupt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_from_v1, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
