@@ -164,6 +164,17 @@ static int set_checkpoint_interval_ms(struct config *cfg, const char *value, con
     return 0;
 }
 
+static int set_group_commit_ms(struct config *cfg, const char *value, const char **why)
+{
+    uint64_t ms;
+    if (parse_u64(value, 0, 1000, &ms) < 0) {
+        *why = "expected 0 to 1000 milliseconds";
+        return -EINVAL;
+    }
+    cfg->group_commit_ms = (uint32_t)ms;
+    return 0;
+}
+
 static int set_str(char **dst, const char *value, const char **why)
 {
     if (value[0] == '\0' || strlen(value) > 255) {
@@ -195,6 +206,59 @@ static int set_u32(uint32_t *dst, const char *value, uint64_t min, uint64_t max,
     }
     *dst = (uint32_t)v;
     return 0;
+}
+
+static int set_bool(bool *dst, const char *value, const char **why)
+{
+    if (strcmp(value, "true") == 0 || strcmp(value, "1") == 0 || strcmp(value, "yes") == 0)
+        *dst = true;
+    else if (strcmp(value, "false") == 0 || strcmp(value, "0") == 0 || strcmp(value, "no") == 0)
+        *dst = false;
+    else {
+        *why = "expected true or false";
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int set_advertised_host(struct config *cfg, const char *value, const char **why)
+{
+    return set_str(&cfg->advertised_host, value, why);
+}
+
+static int set_advertised_port(struct config *cfg, const char *value, const char **why)
+{
+    return set_port(&cfg->advertised_port, value, why);
+}
+
+static int set_node_id(struct config *cfg, const char *value, const char **why)
+{
+    uint32_t v;
+    int rc = set_u32(&v, value, 0, INT32_MAX, "expected a node id from 0 to 2147483647", why);
+    if (rc == 0)
+        cfg->node_id = (int32_t)v;
+    return rc;
+}
+
+static int set_auto_create_topics(struct config *cfg, const char *value, const char **why)
+{
+    return set_bool(&cfg->auto_create_topics, value, why);
+}
+
+static int set_num_partitions(struct config *cfg, const char *value, const char **why)
+{
+    return set_u32(&cfg->num_partitions, value, 1, 10000, "expected 1 to 10000 partitions", why);
+}
+
+static int set_kafka_sasl(struct config *cfg, const char *value, const char **why)
+{
+    return set_bool(&cfg->kafka_sasl, value, why);
+}
+
+static int set_max_request_bytes(struct config *cfg, const char *value, const char **why)
+{
+    return set_u32(&cfg->max_request_bytes, value, 65536, INT32_MAX,
+                   "expected 65536 to 2147483647 bytes", why);
 }
 
 static int set_heartbeat(struct config *cfg, const char *value, const char **why)
@@ -273,6 +337,9 @@ static const struct config_option config_options[] = {
      "log segment size, 4096 to " CONFIG_MAX_SEGMENT_BYTES_TEXT, "1073741824", set_segment_bytes},
     {"checkpoint-interval-ms", CONFIG_KIND_VALUE, "N",
      "how often each log's checkpoint is made durable", "1000", set_checkpoint_interval_ms},
+    {"group-commit-ms", CONFIG_KIND_VALUE, "N",
+     "fsync always: least time between two fsyncs of one log (0: back to back)",
+     CONFIG_STR(CONFIG_DEFAULT_GROUP_COMMIT_MS), set_group_commit_ms},
     {"default-user", CONFIG_KIND_VALUE, "NAME",
      "AMQP user created at start (guest may log in only from loopback)", "guest", set_default_user},
     {"default-pass", CONFIG_KIND_VALUE, "PASS", "password of the default user", "guest",
@@ -292,6 +359,21 @@ static const struct config_option config_options[] = {
     {"memory-high-watermark", CONFIG_KIND_VALUE, "N",
      "buffered bytes above which publishing connections are blocked", "1073741824",
      set_memory_high_watermark},
+    {"advertised-host", CONFIG_KIND_VALUE, "HOST",
+     "Kafka: host clients are told to connect to (default: the bind address)", NULL,
+     set_advertised_host},
+    {"advertised-port", CONFIG_KIND_VALUE, "N", "Kafka: port clients are told (0: the Kafka port)",
+     "0", set_advertised_port},
+    {"node-id", CONFIG_KIND_VALUE, "N", "Kafka: this broker's node id", "0", set_node_id},
+    {"auto-create-topics", CONFIG_KIND_VALUE, "BOOL",
+     "Kafka: create unknown topics on Metadata and Produce", "true", set_auto_create_topics},
+    {"num-partitions", CONFIG_KIND_VALUE, "N", "Kafka: partitions of auto-created topics", "1",
+     set_num_partitions},
+    {"kafka-sasl", CONFIG_KIND_VALUE, "BOOL",
+     "Kafka: require SASL PLAIN with the default user before other requests", "false",
+     set_kafka_sasl},
+    {"max-request-bytes", CONFIG_KIND_VALUE, "N", "Kafka: largest request accepted",
+     "104857600", set_max_request_bytes},
     {"help", CONFIG_KIND_HELP, NULL, "print this help and exit", NULL, NULL},
     {"version", CONFIG_KIND_VERSION, NULL, "print the version and exit", NULL, NULL},
 };
@@ -320,6 +402,7 @@ void config_init(struct config *cfg)
     cfg->log_level = TLOG_LEVEL_INFO;
     cfg->segment_bytes = CONFIG_DEFAULT_SEGMENT_BYTES;
     cfg->checkpoint_interval_ms = CONFIG_DEFAULT_CHECKPOINT_INTERVAL_MS;
+    cfg->group_commit_ms = CONFIG_DEFAULT_GROUP_COMMIT_MS;
     cfg->default_user = tern_xstrdup("guest");
     cfg->default_pass = tern_xstrdup("guest");
     cfg->heartbeat_s = CONFIG_DEFAULT_HEARTBEAT_S;
@@ -329,6 +412,9 @@ void config_init(struct config *cfg)
     cfg->max_connections = 0;
     cfg->handshake_timeout_ms = CONFIG_DEFAULT_HANDSHAKE_TIMEOUT_MS;
     cfg->memory_high_watermark = CONFIG_DEFAULT_MEMORY_HIGH_WATERMARK;
+    cfg->auto_create_topics = true;
+    cfg->num_partitions = 1;
+    cfg->max_request_bytes = 104857600;
 }
 
 void config_fini(struct config *cfg)
@@ -338,6 +424,7 @@ void config_fini(struct config *cfg)
     free(cfg->config_file);
     free(cfg->default_user);
     free(cfg->default_pass);
+    free(cfg->advertised_host);
     cfg->data_dir = cfg->bind = cfg->config_file = NULL;
     cfg->default_user = cfg->default_pass = NULL;
 }
@@ -591,6 +678,7 @@ void config_to_store(const struct config *cfg, struct store_config *out)
         out->log.fsync_interval_ms = cfg->fsync_interval_ms;
     out->log.segment_bytes = cfg->segment_bytes;
     out->log.checkpoint_interval_ms = cfg->checkpoint_interval_ms;
+    out->log.sync_gap_ms = cfg->group_commit_ms;
     /* a queue stores one message per record: its batches must hold the largest message */
     if (out->log.max_batch_bytes < cfg->max_message_size + 65536)
         out->log.max_batch_bytes = (uint32_t)(cfg->max_message_size + 65536);

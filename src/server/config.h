@@ -13,6 +13,7 @@
 #ifndef TERN_CONFIG_H
 #define TERN_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,6 +32,7 @@
 #define CONFIG_MAX_SEGMENT_BYTES 4294967295ULL
 #define CONFIG_MAX_SEGMENT_BYTES_TEXT "4294967295"
 #define CONFIG_DEFAULT_CHECKPOINT_INTERVAL_MS 1000U
+#define CONFIG_DEFAULT_GROUP_COMMIT_MS 0U
 #define CONFIG_DEFAULT_HEARTBEAT_S 60U
 #define CONFIG_DEFAULT_FRAME_MAX 131072U
 #define CONFIG_DEFAULT_CHANNEL_MAX 2047U
@@ -50,6 +52,7 @@ struct config {
     enum tlog_level log_level;
     uint64_t segment_bytes;
     uint32_t checkpoint_interval_ms;
+    uint32_t group_commit_ms; /* least ms between two fsyncs of one log (fsync always) */
     /* AMQP 0-9-1 (defaults are RabbitMQ's) */
     char *default_user;            /* owned; "guest" */
     char *default_pass;            /* owned; "guest" */
@@ -60,6 +63,14 @@ struct config {
     uint32_t max_connections;      /* 0: unlimited */
     uint32_t handshake_timeout_ms; /* connection.open must arrive within this */
     uint64_t memory_high_watermark; /* bytes of buffered data-path memory; publishers block above */
+    /* Kafka */
+    char *advertised_host;      /* owned; NULL: the bind address */
+    uint16_t advertised_port;   /* 0: the Kafka port */
+    int32_t node_id;            /* this broker's node id (0) */
+    bool auto_create_topics;    /* auto.create.topics.enable (true) */
+    uint32_t num_partitions;    /* partitions of auto-created topics (1) */
+    bool kafka_sasl;            /* require SASL PLAIN (default user) before other requests */
+    uint32_t max_request_bytes; /* socket.request.max.bytes (104857600) */
 };
 
 /* What main() should do after config_parse() succeeds. */

@@ -13,19 +13,23 @@
  * Exit codes: 0 clean stop, 1 the store could not be opened (or the loop failed), 2 bad
  * command line or config file, 130 forced exit.
  *
- * After the store, ternd opens the catalog (<data-dir>/catalog.db), the vhost "/" and the
- * AMQP listener, and logs `event=listening proto=amqp bind=ADDR port=N` (tests read the port
- * from it). Shutdown closes them in reverse order: connections, vhost (queues), catalog, store.
- * The Kafka and HTTP listeners do not exist yet: their ports are parsed and logged only.
+ * After the store, ternd opens the catalog (<data-dir>/catalog.db), the vhost "/", the Kafka
+ * topics and consumer groups, and the AMQP and Kafka listeners, and logs
+ * `event=listening proto=amqp|kafka bind=ADDR port=N` (tests read the ports from it). Shutdown
+ * closes them in reverse order: Kafka then AMQP connections, groups, topics, vhost (queues),
+ * catalog, store. The HTTP listener does not exist yet: its port is parsed and logged only.
  */
 #include "server/config.h"
 
 #include "base/tern.h"
 #include "base/tlog.h"
 #include "broker/catalog.h"
+#include "broker/group.h"
+#include "broker/stream.h"
 #include "broker/vhost.h"
 #include "os/file.h"
 #include "proto/amqp/amqp_server.h"
+#include "proto/kafka/kafka_server.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -52,6 +56,9 @@ struct server {
     struct catalog *catalog;
     struct vhost *vhost;
     struct amqp_server *amqp;
+    struct stream_mgr *streams;
+    struct group_mgr *groups;
+    struct kafka_server *kafka;
     bool stopping;
 };
 
@@ -91,6 +98,14 @@ static void on_store_closed(void *arg)
 /* Everything above the store, in reverse order of opening. */
 static void close_broker(struct server *srv)
 {
+    if (srv->groups) {
+        group_mgr_free(srv->groups);
+        srv->groups = NULL;
+    }
+    if (srv->streams) {
+        stream_mgr_close(srv->streams);
+        srv->streams = NULL;
+    }
     if (srv->vhost) {
         vhost_close(srv->vhost);
         srv->vhost = NULL;
@@ -109,6 +124,25 @@ static void on_amqp_stopped(void *arg)
     store_close(srv->store, on_store_closed, srv);
 }
 
+static void on_kafka_stopped(void *arg)
+{
+    struct server *srv = arg;
+    srv->kafka = NULL;
+    if (srv->amqp)
+        amqp_server_stop(srv->amqp, on_amqp_stopped, srv);
+    else
+        on_amqp_stopped(srv);
+}
+
+/* Stops the listeners and closes everything, in reverse order of opening, from the loop. */
+static void begin_shutdown(struct server *srv)
+{
+    if (srv->kafka)
+        kafka_server_stop(srv->kafka, on_kafka_stopped, srv);
+    else
+        on_kafka_stopped(srv);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct server *srv = h->data;
@@ -118,10 +152,7 @@ static void on_signal(uv_signal_t *h, int signum)
     }
     srv->stopping = true;
     TLOG_INFO("server", "event=shutdown signal=%s", signal_name(signum));
-    if (srv->amqp)
-        amqp_server_stop(srv->amqp, on_amqp_stopped, srv);
-    else
-        on_amqp_stopped(srv);
+    begin_shutdown(srv);
 }
 
 /* Starts the SIGTERM and SIGINT handlers. On failure the handles that were initialised are
@@ -208,6 +239,47 @@ static void raise_fd_limit(void)
     }
 }
 
+static int open_kafka(struct server *srv)
+{
+    const struct config *c = &srv->cfg;
+    char err[512] = "";
+    struct stream_defaults d = {.partitions = (int32_t)c->num_partitions,
+                                .auto_create = c->auto_create_topics,
+                                .max_partitions = 10000};
+    int rc = stream_mgr_open(&srv->loop, srv->store, srv->catalog, &d, &srv->streams, err,
+                             sizeof(err));
+    if (rc < 0) {
+        TLOG_ERRNO("server", rc, "event=open_failed topics msg=\"%s\"", err);
+        return rc;
+    }
+    struct group_config gcfg;
+    group_config_default(&gcfg);
+    srv->groups = group_mgr_new(&srv->loop, srv->catalog, &gcfg);
+    if (!srv->groups) {
+        TLOG_ERROR("server", "event=open_failed groups msg=\"%s\"", catalog_errmsg(srv->catalog));
+        return -EIO;
+    }
+    struct kafka_server_config kcfg = {
+        .node_id = c->node_id,
+        .advertised_host = c->advertised_host,
+        .advertised_port = c->advertised_port,
+        .max_request_bytes = c->max_request_bytes,
+        .sasl_required = c->kafka_sasl,
+        .user = c->default_user,
+        .pass = c->default_pass,
+    };
+    rc = kafka_server_start(&srv->loop, srv->streams, srv->groups, srv->catalog, c->bind,
+                            c->kafka_port, &kcfg, &srv->kafka);
+    if (rc < 0) {
+        TLOG_ERRNO("server", rc, "event=listen_failed proto=kafka bind=%s port=%u", c->bind,
+                   (unsigned)c->kafka_port);
+        return rc;
+    }
+    TLOG_INFO("server", "event=listening proto=kafka bind=%s port=%u", c->bind,
+              (unsigned)kafka_server_port(srv->kafka));
+    return 0;
+}
+
 static int open_broker(struct server *srv)
 {
     char err[512];
@@ -243,7 +315,7 @@ static int open_broker(struct server *srv)
     }
     TLOG_INFO("server", "event=listening proto=amqp bind=%s port=%u", c->bind,
               (unsigned)amqp_server_port(srv->amqp));
-    return 0;
+    return open_kafka(srv);
 }
 
 /* Runs the server with a parsed configuration. Returns the process exit code. */
@@ -265,9 +337,8 @@ static int server_run(struct server *srv)
     if (open_store(srv) < 0)
         goto out;
     if (open_broker(srv) < 0) {
-        close_broker(srv);
-        store_close(srv->store, on_store_closed, srv);
         srv->stopping = true;
+        begin_shutdown(srv); /* whatever opened before the failure */
         uv_run(&srv->loop, UV_RUN_DEFAULT);
         goto out;
     }

@@ -1,0 +1,828 @@
+/*
+ * stream.c - Kafka-style topics on the store (see stream.h).
+ *
+ * Invariants:
+ *   - every topic in memory has its catalog record (written before the topic is visible) and
+ *     one open log per partition, "<prefix>.<index>";
+ *   - a partition's producer table holds the idempotence state of every batch in its log: it is
+ *     rebuilt at open by replaying the batch headers from the log start, then kept by
+ *     stream_append;
+ *   - configs holds only explicitly set values; cfg is derived from it and the defaults.
+ */
+#include "broker/stream.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/strmap.h"
+#include "base/table.h"
+#include "base/tern.h"
+#include "base/tlog.h"
+#include "broker/catalog.h"
+#include "store/batch.h"
+#include "store/store.h"
+
+#define TOPIC_NAME_MAX 249
+#define PREFIX_LEN 18 /* "k." + 16 hex digits */
+#define REPLAY_CHUNK (1u << 20)
+
+/* A topic's effective configuration. */
+struct topic_cfg {
+    bool compact, delete;
+    int64_t retention_ms, retention_bytes, segment_bytes, segment_ms;
+    int64_t delete_retention_ms, max_message_bytes, min_compaction_lag_ms;
+    bool log_append_time;
+};
+
+struct stream_part {
+    struct stream_topic *t;
+    int32_t index;
+    struct log *log;
+    struct producers *prod;
+    struct stream_watch *watchers;
+};
+
+struct stream_topic {
+    struct stream_mgr *m;
+    char *name;
+    char prefix[PREFIX_LEN + 1];
+    int32_t nparts;
+    struct stream_part **parts;
+    struct table *configs; /* explicit values only: string -> string */
+    struct topic_cfg cfg;
+};
+
+struct stream_mgr {
+    uv_loop_t *loop;
+    struct store *st;
+    struct catalog *cat;
+    struct stream_defaults d;
+    struct strmap by_name;
+    struct stream_topic **topics; /* creation order */
+    size_t ntopics, cap;
+};
+
+static void seterr(struct stream_err *err, enum stream_errkind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void seterr(struct stream_err *err, enum stream_errkind kind, const char *fmt, ...)
+{
+    if (!err)
+        return;
+    err->kind = kind;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->text, sizeof(err->text), fmt, ap);
+    va_end(ap);
+}
+
+/* ---- configs ------------------------------------------------------------------------------ */
+
+enum cfg_kind { CFG_INT, CFG_POLICY, CFG_TSTYPE };
+
+static const struct cfg_def {
+    const char *name;
+    enum cfg_kind kind;
+    const char *def;
+    int64_t min;
+} cfg_defs[] = {
+    {"cleanup.policy", CFG_POLICY, "delete", 0},
+    {"retention.ms", CFG_INT, "604800000", -1},
+    {"retention.bytes", CFG_INT, "-1", -1},
+    {"segment.bytes", CFG_INT, "1073741824", 1024},
+    {"segment.ms", CFG_INT, "604800000", 1},
+    {"delete.retention.ms", CFG_INT, "86400000", 0},
+    {"min.compaction.lag.ms", CFG_INT, "0", 0},
+    {"max.message.bytes", CFG_INT, "1048588", 0},
+    {"message.timestamp.type", CFG_TSTYPE, "CreateTime", 0},
+};
+
+static const struct cfg_def *cfg_find(const char *name)
+{
+    for (size_t i = 0; i < TERN_ARRAY_LEN(cfg_defs); i++)
+        if (strcmp(cfg_defs[i].name, name) == 0)
+            return &cfg_defs[i];
+    return NULL;
+}
+
+static bool parse_i64(const char *s, int64_t *out)
+{
+    if (!*s)
+        return false;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_policy(const char *s, bool *compact, bool *del)
+{
+    *compact = *del = false;
+    char buf[64];
+    if (strlen(s) >= sizeof(buf))
+        return false;
+    strcpy(buf, s);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ')
+            tok++;
+        if (strcmp(tok, "compact") == 0)
+            *compact = true;
+        else if (strcmp(tok, "delete") == 0)
+            *del = true;
+        else
+            return false;
+    }
+    return *compact || *del;
+}
+
+/* Checks one value against its definition. */
+static bool cfg_valid(const struct cfg_def *d, const char *v)
+{
+    int64_t i;
+    bool a, b;
+    switch (d->kind) {
+    case CFG_INT:
+        return parse_i64(v, &i) && i >= d->min;
+    case CFG_POLICY:
+        return parse_policy(v, &a, &b);
+    case CFG_TSTYPE:
+        return strcmp(v, "CreateTime") == 0 || strcmp(v, "LogAppendTime") == 0;
+    }
+    return false;
+}
+
+static const char *cfg_value(const struct table *configs, const struct cfg_def *d)
+{
+    const char *s;
+    uint32_t len;
+    const struct tval *v = configs ? table_get(configs, d->name) : NULL;
+    if (v && tval_str(v, &s, &len))
+        return s;
+    return d->def;
+}
+
+static int64_t cfg_int(const struct table *configs, const char *name)
+{
+    int64_t v = 0;
+    parse_i64(cfg_value(configs, cfg_find(name)), &v);
+    return v;
+}
+
+static void cfg_derive(const struct table *configs, struct topic_cfg *c)
+{
+    parse_policy(cfg_value(configs, cfg_find("cleanup.policy")), &c->compact, &c->delete);
+    c->retention_ms = cfg_int(configs, "retention.ms");
+    c->retention_bytes = cfg_int(configs, "retention.bytes");
+    c->segment_bytes = cfg_int(configs, "segment.bytes");
+    c->segment_ms = cfg_int(configs, "segment.ms");
+    c->delete_retention_ms = cfg_int(configs, "delete.retention.ms");
+    c->min_compaction_lag_ms = cfg_int(configs, "min.compaction.lag.ms");
+    c->max_message_bytes = cfg_int(configs, "max.message.bytes");
+    c->log_append_time =
+        strcmp(cfg_value(configs, cfg_find("message.timestamp.type")), "LogAppendTime") == 0;
+}
+
+/* Builds a config table from kv pairs (NULL values dropped). Returns NULL with *err set on an
+ * unknown name or a bad value. */
+static struct table *cfg_build(const struct stream_kv *kv, size_t n, struct stream_err *err)
+{
+    struct table *t = table_new();
+    for (size_t i = 0; i < n; i++) {
+        const struct cfg_def *d = cfg_find(kv[i].name);
+        if (!d) {
+            seterr(err, STREAM_EINVALID_CONFIG, "Unknown topic config name: %s", kv[i].name);
+            table_free(t);
+            return NULL;
+        }
+        if (!kv[i].value)
+            continue;
+        if (!cfg_valid(d, kv[i].value)) {
+            seterr(err, STREAM_EINVALID_CONFIG, "Invalid value %s for configuration %s",
+                   kv[i].value, kv[i].name);
+            table_free(t);
+            return NULL;
+        }
+        table_set_str(t, d->name, kv[i].value);
+    }
+    return t;
+}
+
+/* The log configuration a topic's partitions use. */
+static void log_cfg_of(const struct topic_cfg *c, struct log_config *lc)
+{
+    lc->segment_bytes = (uint64_t)c->segment_bytes;
+    lc->segment_ms = c->segment_ms;
+    lc->retention_ms = c->delete ? c->retention_ms : -1;
+    lc->retention_bytes = c->delete ? c->retention_bytes : -1;
+    uint64_t max = (uint64_t)c->max_message_bytes + BATCH_HEADER_SIZE + 64;
+    if (max > lc->max_batch_bytes)
+        lc->max_batch_bytes = max > UINT32_MAX ? UINT32_MAX : (uint32_t)max;
+}
+
+bool stream_config_at(const struct stream_topic *t, size_t i, struct stream_config_desc *out)
+{
+    if (i >= TERN_ARRAY_LEN(cfg_defs))
+        return false;
+    const struct cfg_def *d = &cfg_defs[i];
+    out->name = d->name;
+    snprintf(out->value, sizeof(out->value), "%s", cfg_value(t->configs, d));
+    out->is_default = !t->configs || !table_get(t->configs, d->name);
+    out->read_only = false;
+    return true;
+}
+
+/* ---- partitions --------------------------------------------------------------------------- */
+
+/* Rebuilds the producer table from every batch header in the log. */
+static int replay_producers(struct stream_part *p)
+{
+    struct buf b = BUF_INIT;
+    int64_t off = log_start_offset(p->log);
+    int rc = 0;
+    while (off < log_end_offset(p->log) && rc == 0) {
+        struct log_slice s;
+        rc = log_read(p->log, off, REPLAY_CHUNK, log_end_offset(p->log), &s);
+        if (rc < 0 || s.len == 0) {
+            log_slice_release(&s);
+            break;
+        }
+        buf_clear(&b);
+        uint8_t *dst = buf_reserve(&b, s.len);
+        ssize_t n = pread(s.fd, dst, s.len, s.pos);
+        log_slice_release(&s);
+        if (n != (ssize_t)s.len) {
+            rc = n < 0 ? -errno : TERN_ECORRUPT;
+            break;
+        }
+        int64_t used = producers_replay(p->prod, dst, s.len);
+        if (used <= 0) {
+            rc = used < 0 ? (int)used : TERN_ECORRUPT;
+            break;
+        }
+        off = s.next_offset;
+    }
+    buf_fini(&b);
+    return rc;
+}
+
+static void part_name(const struct stream_topic *t, int32_t i, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s.%" PRId32, t->prefix, i);
+}
+
+static int part_open(struct stream_topic *t, int32_t i, struct stream_part **out)
+{
+    char name[64];
+    part_name(t, i, name, sizeof(name));
+    struct log *log = store_log_find(t->m->st, name);
+    int rc = 0;
+    if (!log)
+        rc = store_log(t->m->st, name, NULL, &log);
+    if (rc < 0)
+        return rc;
+    struct log_config lc = *log_get_config(log);
+    log_cfg_of(&t->cfg, &lc);
+    log_set_config(log, &lc);
+    struct stream_part *p = tern_xcalloc(1, sizeof(*p));
+    *p = (struct stream_part){.t = t, .index = i, .log = log, .prod = producers_new()};
+    rc = replay_producers(p);
+    if (rc < 0)
+        TLOG_ERRNO("stream", rc, "event=producer_replay_failed topic=%s partition=%" PRId32,
+                   t->name, i);
+    *out = p;
+    return 0;
+}
+
+static void watchers_gone(struct stream_part *p)
+{
+    while (p->watchers) {
+        struct stream_watch *w = p->watchers;
+        stream_unwatch(w);
+        w->cb(w->arg, NULL);
+    }
+}
+
+static void part_free(struct stream_part *p, bool delete_log)
+{
+    watchers_gone(p);
+    if (delete_log) {
+        char name[64];
+        part_name(p->t, p->index, name, sizeof(name));
+        store_log_delete(p->t->m->st, name);
+    }
+    producers_free(p->prod);
+    free(p);
+}
+
+struct log *stream_part_log(const struct stream_part *p) { return p->log; }
+int32_t stream_part_index(const struct stream_part *p) { return p->index; }
+struct stream_topic *stream_part_topic(const struct stream_part *p) { return p->t; }
+
+/* ---- topics ------------------------------------------------------------------------------- */
+
+static bool name_valid(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > TOPIC_NAME_MAX || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+static void new_prefix(struct stream_mgr *m, char *out)
+{
+    for (;;) {
+        uint64_t r = 0;
+        if (getrandom(&r, sizeof(r), 0) != sizeof(r))
+            r = (uint64_t)clock() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)out;
+        snprintf(out, PREFIX_LEN + 1, "k.%016" PRIx64, r);
+        char name[64];
+        snprintf(name, sizeof(name), "%s.0", out);
+        if (!store_log_find(m->st, name))
+            return;
+    }
+}
+
+static struct stream_topic *topic_alloc(struct stream_mgr *m, const char *name,
+                                        const char *prefix, struct table *configs)
+{
+    struct stream_topic *t = tern_xcalloc(1, sizeof(*t));
+    t->m = m;
+    t->name = tern_xstrdup(name);
+    snprintf(t->prefix, sizeof(t->prefix), "%s", prefix);
+    t->configs = configs ? configs : table_new();
+    cfg_derive(t->configs, &t->cfg);
+    return t;
+}
+
+static void topic_free(struct stream_topic *t, bool delete_logs)
+{
+    for (int32_t i = 0; i < t->nparts; i++)
+        part_free(t->parts[i], delete_logs);
+    free(t->parts);
+    table_free(t->configs);
+    free(t->name);
+    free(t);
+}
+
+/* Opens partitions [t->nparts, count). Returns 0 or the first open error. */
+static int topic_grow(struct stream_topic *t, int32_t count)
+{
+    t->parts = tern_xrealloc(t->parts, (size_t)count * sizeof(*t->parts));
+    while (t->nparts < count) {
+        int rc = part_open(t, t->nparts, &t->parts[t->nparts]);
+        if (rc < 0)
+            return rc;
+        t->nparts++;
+    }
+    return 0;
+}
+
+static void topic_link(struct stream_mgr *m, struct stream_topic *t)
+{
+    if (m->ntopics == m->cap) {
+        m->cap = m->cap ? m->cap * 2 : 16;
+        m->topics = tern_xrealloc(m->topics, m->cap * sizeof(*m->topics));
+    }
+    m->topics[m->ntopics++] = t;
+    strmap_put(&m->by_name, t->name, strlen(t->name), t);
+}
+
+static void topic_unlink(struct stream_mgr *m, struct stream_topic *t)
+{
+    strmap_del(&m->by_name, t->name, strlen(t->name));
+    for (size_t i = 0; i < m->ntopics; i++) {
+        if (m->topics[i] == t) {
+            memmove(m->topics + i, m->topics + i + 1, (m->ntopics - i - 1) * sizeof(*m->topics));
+            m->ntopics--;
+            break;
+        }
+    }
+}
+
+static int topic_persist(struct stream_mgr *m, const struct stream_topic *t, int32_t nparts)
+{
+    struct catalog_topic ct = {.name = t->name,
+                               .partitions = nparts,
+                               .log_prefix = t->prefix,
+                               .configs = t->configs};
+    return catalog_put_topic(m->cat, &ct);
+}
+
+struct stream_topic *stream_find(struct stream_mgr *m, const char *name, size_t len)
+{
+    return strmap_get(&m->by_name, name, len);
+}
+
+struct stream_topic *stream_at(struct stream_mgr *m, size_t i)
+{
+    return i < m->ntopics ? m->topics[i] : NULL;
+}
+
+size_t stream_count(const struct stream_mgr *m) { return m->ntopics; }
+const char *stream_topic_name(const struct stream_topic *t) { return t->name; }
+int32_t stream_partitions(const struct stream_topic *t) { return t->nparts; }
+
+struct stream_part *stream_part(struct stream_topic *t, int32_t index)
+{
+    return index >= 0 && index < t->nparts ? t->parts[index] : NULL;
+}
+
+int stream_create(struct stream_mgr *m, const char *name, int32_t partitions,
+                  const struct stream_kv *configs, size_t nconfigs, bool validate_only,
+                  struct stream_topic **out, struct stream_err *err)
+{
+    if (!name_valid(name)) {
+        seterr(err, STREAM_EINVALID_NAME,
+               "Topic name \"%.200s\" is illegal, it contains a character other than ASCII "
+               "alphanumerics, '.', '_' and '-', or is empty, '.', '..' or too long",
+               name);
+        return -1;
+    }
+    if (stream_find(m, name, strlen(name))) {
+        seterr(err, STREAM_EEXISTS, "Topic '%.200s' already exists.", name);
+        return -1;
+    }
+    if (partitions == -1)
+        partitions = m->d.partitions;
+    if (partitions < 1 || partitions > m->d.max_partitions) {
+        seterr(err, STREAM_EINVALID_PARTS, "Number of partitions must be between 1 and %d.",
+               m->d.max_partitions);
+        return -1;
+    }
+    struct table *cfg = cfg_build(configs, nconfigs, err);
+    if (!cfg)
+        return -1;
+    if (validate_only) {
+        table_free(cfg);
+        return 0;
+    }
+    char prefix[PREFIX_LEN + 1];
+    new_prefix(m, prefix);
+    struct stream_topic *t = topic_alloc(m, name, prefix, cfg);
+    int rc = topic_persist(m, t, partitions);
+    if (rc == 0)
+        rc = topic_grow(t, partitions);
+    if (rc < 0) {
+        seterr(err, STREAM_ESTORAGE, "creating topic '%.100s': %s", name, tern_strerror(rc));
+        catalog_del_topic(m->cat, name);
+        topic_free(t, true);
+        return -1;
+    }
+    topic_link(m, t);
+    TLOG_INFO("stream", "event=topic_created topic=%s partitions=%" PRId32 " prefix=%s", name,
+              partitions, prefix);
+    if (out)
+        *out = t;
+    return 0;
+}
+
+int stream_delete(struct stream_mgr *m, const char *name, struct stream_err *err)
+{
+    struct stream_topic *t = stream_find(m, name, strlen(name));
+    if (!t) {
+        seterr(err, STREAM_ENOTFOUND, "This server does not host this topic-partition.");
+        return -1;
+    }
+    int rc = catalog_del_topic(m->cat, name);
+    if (rc < 0) {
+        seterr(err, STREAM_ESTORAGE, "deleting topic '%.100s': %s", name, tern_strerror(rc));
+        return -1;
+    }
+    topic_unlink(m, t);
+    topic_free(t, true);
+    TLOG_INFO("stream", "event=topic_deleted topic=%s", name);
+    return 0;
+}
+
+int stream_add_partitions(struct stream_mgr *m, const char *name, int32_t count,
+                          bool validate_only, struct stream_err *err)
+{
+    struct stream_topic *t = stream_find(m, name, strlen(name));
+    if (!t) {
+        seterr(err, STREAM_ENOTFOUND, "Topic '%.200s' does not exist.", name);
+        return -1;
+    }
+    if (count <= t->nparts || count > m->d.max_partitions) {
+        seterr(err, STREAM_EINVALID_PARTS,
+               "Topic currently has %" PRId32 " partitions, %" PRId32
+               " would not be an increase.",
+               t->nparts, count);
+        return -1;
+    }
+    if (validate_only)
+        return 0;
+    int rc = topic_persist(m, t, count);
+    if (rc == 0)
+        rc = topic_grow(t, count);
+    if (rc < 0) {
+        seterr(err, STREAM_ESTORAGE, "adding partitions: %s", tern_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+int stream_set_configs(struct stream_mgr *m, const char *name, const struct stream_kv *configs,
+                       size_t n, bool validate_only, struct stream_err *err)
+{
+    struct stream_topic *t = stream_find(m, name, strlen(name));
+    if (!t) {
+        seterr(err, STREAM_ENOTFOUND, "Topic '%.200s' does not exist.", name);
+        return -1;
+    }
+    struct table *cfg = cfg_build(configs, n, err);
+    if (!cfg)
+        return -1;
+    if (validate_only) {
+        table_free(cfg);
+        return 0;
+    }
+    struct table *old = t->configs;
+    t->configs = cfg;
+    int rc = topic_persist(m, t, t->nparts);
+    if (rc < 0) {
+        t->configs = old;
+        table_free(cfg);
+        seterr(err, STREAM_ESTORAGE, "altering configs: %s", tern_strerror(rc));
+        return -1;
+    }
+    table_free(old);
+    cfg_derive(t->configs, &t->cfg);
+    for (int32_t i = 0; i < t->nparts; i++) {
+        struct log_config lc = *log_get_config(t->parts[i]->log);
+        log_cfg_of(&t->cfg, &lc);
+        log_set_config(t->parts[i]->log, &lc);
+    }
+    return 0;
+}
+
+/* ---- appends ------------------------------------------------------------------------------ */
+
+/* Checks every batch in records; fills hdrs (up to cap). Returns the batch count or -1. */
+static int check_batches(struct stream_part *p, const uint8_t *records, size_t len,
+                         struct batch_hdr *hdrs, int cap, struct stream_err *err)
+{
+    size_t max = (size_t)p->t->cfg.max_message_bytes + BATCH_LOG_OVERHEAD;
+    int n = 0;
+    for (size_t pos = 0; pos < len; n++) {
+        if (n == cap) {
+            seterr(err, STREAM_ECORRUPT, "too many batches in one produce");
+            return -1;
+        }
+        int64_t size = batch_parse(records + pos, len - pos, SIZE_MAX, &hdrs[n]);
+        if (size < 0) {
+            seterr(err, STREAM_ECORRUPT, "malformed record batch at byte %zu: %s", pos,
+                   tern_strerror((int)size));
+            return -1;
+        }
+        if ((size_t)size > max) {
+            seterr(err, STREAM_ETOO_LARGE,
+                   "The request included a message larger than the max message size the "
+                   "server will accept (%" PRId64 " > %zu).",
+                   size, max);
+            return -1;
+        }
+        if (batch_check_crc(records + pos, &hdrs[n]) < 0) {
+            seterr(err, STREAM_ECORRUPT, "record batch CRC mismatch at byte %zu", pos);
+            return -1;
+        }
+        pos += (size_t)size;
+    }
+    if (n == 0) {
+        seterr(err, STREAM_ECORRUPT, "no record batch in the produce request");
+        return -1;
+    }
+    return n;
+}
+
+/* The idempotence verdict of one batch: 1 append, 0 duplicate (res filled), -1 error. */
+static int check_sequence(struct stream_part *p, const struct batch_hdr *h,
+                          struct stream_append_result *res, struct stream_err *err)
+{
+    struct producers_batch dup;
+    int v = producers_check(p->prod, h->producer_id, h->producer_epoch, h->base_sequence,
+                            h->last_offset_delta + 1, &dup);
+    switch (v) {
+    case PRODUCERS_APPEND:
+        return 1;
+    case PRODUCERS_DUPLICATE:
+        *res = (struct stream_append_result){dup.base_offset, dup.last_offset, -1, true};
+        return 0;
+    case PRODUCERS_INVALID_EPOCH:
+        seterr(err, STREAM_EINVALID_EPOCH, "Producer %" PRId64 " epoch %d is stale",
+               h->producer_id, h->producer_epoch);
+        return -1;
+    case PRODUCERS_OUT_OF_ORDER:
+        seterr(err, STREAM_EOUT_OF_ORDER,
+               "Out of order sequence number for producer %" PRId64 ": %" PRId32,
+               h->producer_id, h->base_sequence);
+        return -1;
+    default:
+        seterr(err, STREAM_ECORRUPT, "invalid producer fields in record batch");
+        return -1;
+    }
+}
+
+static void set_log_append_time(uint8_t *batch, size_t size, int64_t now_ms)
+{
+    uint16_t attr = (uint16_t)(batch[21] << 8 | batch[22]);
+    attr |= BATCH_ATTR_LOG_APPEND_TIME;
+    batch[21] = (uint8_t)(attr >> 8);
+    batch[22] = (uint8_t)attr;
+    for (int i = 0; i < 8; i++)
+        batch[35 + i] = (uint8_t)((uint64_t)now_ms >> (56 - 8 * i));
+    batch_update_crc(batch, size);
+}
+
+static void notify(struct stream_part *p)
+{
+    /* callbacks may unlink themselves (and others): walk a snapshot of the next pointers */
+    struct stream_watch *w = p->watchers;
+    while (w) {
+        struct stream_watch *next = w->next;
+        w->cb(w->arg, p);
+        w = next;
+    }
+}
+
+#define MAX_BATCHES 64
+
+int stream_append(struct stream_part *p, uint8_t *records, size_t len, int64_t now_ms,
+                  struct stream_append_result *res, struct stream_err *err)
+{
+    struct batch_hdr hdrs[MAX_BATCHES];
+    int n = check_batches(p, records, len, hdrs, MAX_BATCHES, err);
+    if (n < 0)
+        return -1;
+    /* a single retried batch is answered with its original offsets */
+    if (n == 1) {
+        int v = check_sequence(p, &hdrs[0], res, err);
+        if (v <= 0)
+            return v;
+    } else {
+        for (int i = 0; i < n; i++) {
+            struct stream_append_result dummy;
+            if (check_sequence(p, &hdrs[i], &dummy, err) != 1) {
+                seterr(err, STREAM_EOUT_OF_ORDER, "duplicate or out-of-order batch in a "
+                                                  "multi-batch produce");
+                return -1;
+            }
+        }
+    }
+    bool lat = p->t->cfg.log_append_time;
+    *res = (struct stream_append_result){.base_offset = -1, .log_append_time = lat ? now_ms : -1};
+    size_t pos = 0;
+    for (int i = 0; i < n; i++) {
+        size_t size = (size_t)hdrs[i].length + BATCH_LOG_OVERHEAD;
+        if (lat)
+            set_log_append_time(records + pos, size, now_ms);
+        struct log_append_info info;
+        int rc = log_append(p->log, records + pos, size, now_ms, &info);
+        if (rc < 0) {
+            seterr(err, rc == TERN_ETOOBIG ? STREAM_ETOO_LARGE : STREAM_ESTORAGE,
+                   "append to %s-%" PRId32 " failed: %s", p->t->name, p->index,
+                   tern_strerror(rc));
+            if (res->base_offset >= 0)
+                notify(p);
+            return -1;
+        }
+        hdrs[i].base_offset = info.base_offset;
+        producers_apply(p->prod, &hdrs[i]);
+        if (res->base_offset < 0)
+            res->base_offset = info.base_offset;
+        res->last_offset = info.last_offset;
+        pos += size;
+    }
+    notify(p);
+    return 0;
+}
+
+void stream_watch(struct stream_part *p, struct stream_watch *w)
+{
+    w->p = p;
+    w->prev = NULL;
+    w->next = p->watchers;
+    if (p->watchers)
+        p->watchers->prev = w;
+    p->watchers = w;
+}
+
+void stream_unwatch(struct stream_watch *w)
+{
+    if (!w->p)
+        return;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        w->p->watchers = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->p = NULL;
+    w->prev = w->next = NULL;
+}
+
+/* ---- open and close ----------------------------------------------------------------------- */
+
+struct load_ctx {
+    struct stream_mgr *m;
+    char *errbuf;
+    size_t errlen;
+};
+
+static int load_topic(void *arg, const struct catalog_topic *ct)
+{
+    struct load_ctx *x = arg;
+    struct stream_topic *t =
+        topic_alloc(x->m, ct->name, ct->log_prefix, ct->configs ? table_dup(ct->configs) : NULL);
+    int rc = topic_grow(t, ct->partitions);
+    if (rc < 0) {
+        snprintf(x->errbuf, x->errlen, "topic %s: opening its logs: %s", ct->name,
+                 tern_strerror(rc));
+        topic_free(t, false);
+        return rc;
+    }
+    topic_link(x->m, t);
+    return 0;
+}
+
+/* Deletes partition logs ("k.<hex>.<n>") of no known topic: left by a crash between a topic's
+ * catalog delete and its log deletes, or by a create whose catalog write failed. */
+static void drop_orphan_logs(struct stream_mgr *m)
+{
+    struct strmap known;
+    strmap_init(&known);
+    for (size_t i = 0; i < m->ntopics; i++)
+        strmap_put(&known, m->topics[i]->prefix, PREFIX_LEN, m->topics[i]);
+    size_t n = store_log_count(m->st), k = 0;
+    char **names = tern_xcalloc(n + 1, sizeof(*names));
+    for (size_t i = 0; i < n; i++) {
+        const char *name = store_log_name(m->st, i);
+        if (name && strncmp(name, "k.", 2) == 0 && strlen(name) > PREFIX_LEN &&
+            name[PREFIX_LEN] == '.' && !strmap_get(&known, name, PREFIX_LEN))
+            names[k++] = tern_xstrdup(name);
+    }
+    for (size_t i = 0; i < k; i++) {
+        int rc = store_log_delete(m->st, names[i]);
+        TLOG_INFO("stream", "event=orphan_partition_dropped log=%s result=\"%s\"", names[i],
+                  rc == 0 ? "deleted" : tern_strerror(rc));
+        free(names[i]);
+    }
+    free(names);
+    strmap_fini(&known);
+}
+
+int stream_mgr_open(uv_loop_t *loop, struct store *st, struct catalog *cat,
+                    const struct stream_defaults *d, struct stream_mgr **out, char *errbuf,
+                    size_t errlen)
+{
+    struct stream_mgr *m = tern_xcalloc(1, sizeof(*m));
+    m->loop = loop;
+    m->st = st;
+    m->cat = cat;
+    m->d = *d;
+    if (m->d.partitions < 1)
+        m->d.partitions = 1;
+    if (m->d.max_partitions < 1)
+        m->d.max_partitions = 10000;
+    strmap_init(&m->by_name);
+    struct load_ctx x = {m, errbuf, errlen};
+    struct catalog_loader l = {.topic = load_topic};
+    int rc = catalog_load(cat, &l, &x);
+    if (rc < 0) {
+        if (errbuf && !errbuf[0])
+            snprintf(errbuf, errlen, "loading topics: %s", catalog_errmsg(cat));
+        stream_mgr_close(m);
+        return rc;
+    }
+    drop_orphan_logs(m);
+    *out = m;
+    return 0;
+}
+
+void stream_mgr_close(struct stream_mgr *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->ntopics; i++)
+        topic_free(m->topics[i], false);
+    free(m->topics);
+    strmap_fini(&m->by_name);
+    free(m);
+}
+
+const struct stream_defaults *stream_mgr_defaults(const struct stream_mgr *m) { return &m->d; }
