@@ -9,13 +9,12 @@ them.
 """
 
 import os
-import pathlib
 import shutil
 import subprocess
 
 import pytest
 
-JS_DIR = pathlib.Path(__file__).resolve().parents[2] / "js"
+from ternlib import JS_DIR, js_node
 TOOL_TIMEOUT = 15
 
 
@@ -116,14 +115,10 @@ def test_tools_wrong_password(amqp):
 @pytest.fixture(scope="session")
 def js_client():
     """The node binary, after making sure tests/js/node_modules holds amqplib."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.fail("node and npm are needed for the amqplib test (Debian: nodejs, npm)")
-    if not (JS_DIR / "node_modules" / "amqplib").is_dir():
-        r = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=JS_DIR,
-                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
-        assert r.returncode == 0, f"npm ci failed:\n{r.stdout}\n{r.stderr}"
-    return node
+    try:
+        return js_node("amqplib")
+    except RuntimeError as e:
+        pytest.fail(str(e))
 
 
 def run_amqplib(node, url):

@@ -3,25 +3,19 @@ producer, group consumer. node_modules is installed by `npm ci` when missing (sc
 installs node and npm)."""
 
 import os
-import pathlib
-import shutil
 import subprocess
 
 import pytest
 
-JS_DIR = pathlib.Path(__file__).resolve().parents[2] / "js"
+from ternlib import JS_DIR, js_node
 
 
 @pytest.fixture(scope="session")
 def node():
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.fail("node and npm are needed for the kafkajs test (Debian: nodejs, npm)")
-    if not (JS_DIR / "node_modules" / "kafkajs").is_dir():
-        r = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=JS_DIR,
-                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
-        assert r.returncode == 0, f"npm ci failed:\n{r.stdout}\n{r.stderr}"
-    return node
+    try:
+        return js_node("kafkajs")
+    except RuntimeError as e:
+        pytest.fail(str(e))
 
 
 def run(node, broker, topic):
