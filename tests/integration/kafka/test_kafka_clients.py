@@ -241,3 +241,79 @@ def test_create_time_is_kept(kafka):
     [m] = consume_n(c, 1)
     assert m.timestamp() == (confluent_kafka.TIMESTAMP_CREATE_TIME, 1_000_000_000_000)
     c.close()
+
+
+def test_kcat_group_consumer(kafka):
+    t = kafka.name()
+    a = kafka.admin()
+    wait_futures(a.create_topics([NewTopic(t, num_partitions=2, replication_factor=1)]))
+    lines = [f"g{i}".encode() for i in range(40)]
+    kcat(kafka, "-P", "-t", t, input=b"\n".join(lines) + b"\n")
+    g = kafka.name("g")
+    # -G: balanced consumer group; stop once every message was read (-c), with auto commit
+    out = kcat(kafka, "-G", g, "-o", "beginning", "-c", "40", "-f", "%s\n",
+               "-X", "auto.commit.interval.ms=100", t)
+    assert sorted(out.split()) == sorted(x.decode() for x in lines)
+    c = kafka.consumer(g)
+    committed = c.committed([TopicPartition(t, 0), TopicPartition(t, 1)], timeout=TIMEOUT)
+    assert sum(tp.offset for tp in committed if tp.offset > 0) == 40
+    c.close()
+
+
+@pytest.mark.parametrize("strategy", ["roundrobin", "cooperative-sticky"])
+def test_group_assignors_are_opaque_to_the_broker(kafka, strategy):
+    a = kafka.admin()
+    t = kafka.name()
+    wait_futures(a.create_topics([NewTopic(t, num_partitions=4, replication_factor=1)]))
+    g = kafka.name("g")
+    conf = dict(partition_assignment_strategy=strategy, session_timeout_ms=6000,
+                heartbeat_interval_ms=500)
+    c1, c2 = kafka.consumer(g, **conf), kafka.consumer(g, **conf)
+    c1.subscribe([t])
+    c2.subscribe([t])
+    deadline = time.time() + TIMEOUT
+    while time.time() < deadline:
+        c1.poll(0.2)
+        c2.poll(0.2)
+        a1 = {tp.partition for tp in c1.assignment()}
+        a2 = {tp.partition for tp in c2.assignment()}
+        if a1 and a2 and not (a1 & a2) and a1 | a2 == {0, 1, 2, 3}:
+            break
+    else:
+        pytest.fail(f"no balanced assignment: {c1.assignment()} {c2.assignment()}")
+    c1.close()
+    c2.close()
+
+
+def test_max_message_bytes_is_enforced(kafka):
+    a = kafka.admin()
+    t = kafka.name()
+    wait_futures(a.create_topics([NewTopic(t, num_partitions=1, replication_factor=1,
+                                           config={"max.message.bytes": "1000"})]))
+    errors = []
+    p = kafka.producer()
+    p.produce(t, value=b"x" * 5000, on_delivery=lambda err, msg: errors.append(err))
+    p.flush(TIMEOUT)  # alone in its batch: the next one must not share its fate
+    p.produce(t, value=b"small", on_delivery=lambda err, msg: errors.append(err))
+    p.flush(TIMEOUT)
+    assert errors[0] is not None and errors[0].code() == KafkaError.MSG_SIZE_TOO_LARGE
+    assert errors[1] is None
+
+
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "zstd"])
+def test_kafka_python_compressed_batches_are_served_back(kafka, codec):
+    kp = pytest.importorskip("kafka")
+    t = kafka.name()
+    prod = kp.KafkaProducer(bootstrap_servers=kafka.bootstrap, compression_type=codec,
+                            linger_ms=20)
+    for i in range(100):
+        prod.send(t, value=f"{codec}-{i}".encode())
+    prod.flush()
+    prod.close()
+    # another client (librdkafka) reads what kafka-python compressed (xerial snappy framing)
+    c = kafka.consumer(kafka.name("g"))
+    c.assign([TopicPartition(t, 0, 0)])
+    got = consume_n(c, 100)
+    assert [m.value() for m in got] == [f"{codec}-{i}".encode() for i in range(100)]
+    assert [m.offset() for m in got] == list(range(100))
+    c.close()
