@@ -311,3 +311,28 @@ def test_orphan_partition_logs_are_dropped_and_topics_survive_restart(kafka, ter
     r = tern_run("log", "list", "--data-dir", kafka.data_dir)
     assert orphan not in r.stdout
     assert r.stdout.count("k.") == 1  # the topic's partition stays
+
+
+def test_random_requests_never_take_the_broker_down(kafka):
+    import random
+    rnd = random.Random(4711)
+    apis = [(0, 7), (1, 11), (2, 5), (3, 8), (8, 7), (9, 7), (10, 2), (11, 5), (12, 3), (13, 3),
+            (14, 3), (15, 4), (16, 2), (17, 1), (18, 3), (19, 4), (20, 3), (21, 1), (22, 4),
+            (23, 3), (32, 2), (33, 1), (36, 1), (37, 1), (42, 1)]
+    for i in range(300):
+        c = Conn(kafka.port, timeout=5)
+        api, vmax = rnd.choice(apis)
+        ver = rnd.randint(0, vmax)
+        body = bytes(rnd.getrandbits(8) for _ in range(rnd.randint(0, 200)))
+        if i % 3 == 0:
+            c.send_raw(bytes(rnd.getrandbits(8) for _ in range(rnd.randint(0, 64))))
+        else:
+            c.send(api, ver, body, flexible=rnd.random() < 0.5)
+        try:
+            c.s.settimeout(0.2)
+            c.s.recv(65536)
+        except (OSError, ConnectionError):
+            pass
+        c.close()
+    assert kafka.ternd.running
+    still_serves(kafka)
