@@ -27,6 +27,7 @@
 #include "proto/kafka/kafka_int.h"
 #include "store/batch.h"
 
+#define FETCH_FRAME_SLACK 65536 /* response bytes besides the records, generously */
 #define EARLIEST (-2)
 #define LATEST (-1)
 
@@ -168,39 +169,39 @@ void kafka_handle_produce(struct kafka_req *r, const struct kafka_produce_reques
 
 /* ---- Fetch --------------------------------------------------------------------------------- */
 
-/* Reads whole batches of p from offset: at most max bytes, but at least one batch (KIP-74)
- * when first is set. Returns the records (arena memory) or an empty slice. */
-static struct kafka_str read_records(struct kafka_req *r, struct stream_part *p, int64_t offset,
-                                     size_t max, bool first, int *err)
+/* The slice of whole batches of p from offset: at most max bytes, but at least one batch
+ * (KIP-74) when first is set. Returns 0 (s->len 0: nothing) or a negative error. */
+static int records_slice(struct stream_part *p, int64_t offset, size_t max, bool first,
+                         struct log_slice *s)
 {
     struct log *log = stream_part_log(p);
-    struct log_slice s;
-    *err = 0;
-    int rc = log_read(log, offset, max, log_end_offset(log), &s);
-    if (rc == 0 && s.len == 0 && first && offset < log_end_offset(log)) {
-        log_slice_release(&s);
-        rc = log_read(log, offset, log_get_config(log)->max_batch_bytes, log_end_offset(log), &s);
+    int rc = log_read(log, offset, max, log_end_offset(log), s);
+    if (rc == 0 && s->len == 0 && first && offset < log_end_offset(log)) {
+        log_slice_release(s);
+        rc = log_read(log, offset, log_get_config(log)->max_batch_bytes, log_end_offset(log), s);
     }
-    if (rc < 0) {
-        *err = rc;
-        return (struct kafka_str){(const uint8_t *)"", 0};
-    }
-    struct kafka_str out = {(const uint8_t *)"", 0};
-    if (s.len > 0) {
-        uint8_t *dst = kafka_alloc(r, s.len, 1);
-        ssize_t n = pread(s.fd, dst, s.len, s.pos);
-        if (n == (ssize_t)s.len)
-            out = (struct kafka_str){dst, (int32_t)s.len};
-        else
-            *err = n < 0 ? -errno : TERN_ECORRUPT;
-    }
-    log_slice_release(&s);
-    return out;
+    return rc;
 }
+
+/* Reads a slice into dst. Returns 0 or a negative error. */
+static int slice_read(const struct log_slice *s, uint8_t *dst)
+{
+    ssize_t n = pread(s->fd, dst, s->len, s->pos);
+    return n == (ssize_t)s->len ? 0 : n < 0 ? -errno : TERN_ECORRUPT;
+}
+
+/* The record bytes of a fetch response: read into one scratch buffer shared by the server (a
+ * response is encoded before the next is built), without zeroing, and only once every
+ * partition's slice is known, so the buffer is sized once and the pointers stay valid. */
+struct fetch_reads {
+    struct kafka_fetch_response_partition *out[64];
+    struct log_slice slice[64];
+    int n;
+};
 
 static void fetch_partition(struct kafka_req *r, struct kafka_str topic,
                             const struct kafka_fetch_request_partition *in, size_t *budget,
-                            bool *first, size_t *total,
+                            bool *first, size_t *total, struct fetch_reads *reads,
                             struct kafka_fetch_response_partition *out)
 {
     *out = (struct kafka_fetch_response_partition){
@@ -224,25 +225,48 @@ static void fetch_partition(struct kafka_req *r, struct kafka_str topic,
         out->error_code = KERR_OFFSET_OUT_OF_RANGE;
         return;
     }
-    if (in->fetch_offset == end || (*budget == 0 && !*first))
-        return;
+    if (in->fetch_offset == end || (*budget == 0 && !*first) || reads->n == 64)
+        return; /* more than 64 partitions with data: the rest in the next fetch */
     size_t max = in->partition_max_bytes > 0 ? (size_t)in->partition_max_bytes : 0;
     if (max > *budget)
         max = *budget;
-    int err;
-    out->records = read_records(r, p, in->fetch_offset, max, *first, &err);
-    if (err < 0) {
+    struct log_slice *s = &reads->slice[reads->n];
+    if (records_slice(p, in->fetch_offset, max, *first, s) < 0) {
         out->error_code = KERR_KAFKA_STORAGE_ERROR;
         return;
     }
-    size_t got = (size_t)out->records.len;
-    *budget = got >= *budget ? 0 : *budget - got;
-    *total += got;
-    if (got)
-        *first = false;
+    if (s->len == 0) {
+        log_slice_release(s);
+        return;
+    }
+    reads->out[reads->n++] = out;
+    *budget = s->len >= *budget ? 0 : *budget - s->len;
+    *total += s->len;
+    *first = false;
 }
 
-/* Builds the whole fetch response; returns the record bytes it holds. */
+/* Reads every slice into the server's scratch buffer and points the partitions at it. */
+static void fetch_read_all(struct kafka_req *r, struct fetch_reads *reads, size_t total)
+{
+    struct buf *b = &r->c->srv->fetch_buf;
+    if (b->cap > (64u << 20) && total < (1u << 20))
+        buf_fini(b); /* a huge fetch is over: do not keep its memory */
+    buf_clear(b);
+    uint8_t *dst = total ? buf_reserve(b, total) : NULL;
+    for (int i = 0; i < reads->n; i++) {
+        struct log_slice *s = &reads->slice[i];
+        if (slice_read(s, dst) < 0) {
+            reads->out[i]->error_code = KERR_KAFKA_STORAGE_ERROR;
+        } else {
+            reads->out[i]->records = (struct kafka_str){dst, (int32_t)s->len};
+            dst += s->len;
+        }
+        log_slice_release(s);
+    }
+}
+
+/* Builds the whole fetch response; returns the record bytes it holds. The records live in the
+ * server's scratch buffer until the next fetch is built: encode the response before that. */
 static size_t fetch_build(struct kafka_req *r, const struct kafka_fetch_request *m,
                           struct kafka_fetch_response *resp)
 {
@@ -251,14 +275,18 @@ static size_t fetch_build(struct kafka_req *r, const struct kafka_fetch_request 
     struct kafka_fetch_response_topic *ts = kafka_alloc(r, (size_t)nt, sizeof(*ts));
     size_t budget = m->max_bytes > 0 ? (size_t)m->max_bytes : 0, total = 0;
     bool first = true;
+    struct fetch_reads reads;
+    reads.n = 0;
     for (int32_t i = 0; i < nt; i++) {
         const struct kafka_fetch_request_topic *in = &m->topics.v[i];
         int32_t np = in->partitions.n > 0 ? in->partitions.n : 0;
         struct kafka_fetch_response_partition *ps = kafka_alloc(r, (size_t)np, sizeof(*ps));
         for (int32_t k = 0; k < np; k++)
-            fetch_partition(r, in->topic, &in->partitions.v[k], &budget, &first, &total, &ps[k]);
+            fetch_partition(r, in->topic, &in->partitions.v[k], &budget, &first, &total, &reads,
+                            &ps[k]);
         ts[i] = (struct kafka_fetch_response_topic){in->topic, {np, ps}};
     }
+    fetch_read_all(r, &reads, total);
     resp->responses.n = nt;
     resp->responses.v = ts;
     return total;
@@ -321,6 +349,7 @@ static void on_fetch_timer(uv_timer_t *t)
     if (total >= (size_t)w->min_bytes || expired) {
         s->pending = NULL;
         w->slot = NULL;
+        buf_reserve(&s->out, total + FETCH_FRAME_SLACK);
         kafka_reply(s, &resp);
         fetch_wait_end(w);
     } else {
@@ -379,6 +408,7 @@ void kafka_handle_fetch(struct kafka_req *r, const struct kafka_fetch_request *m
     struct kafka_fetch_response resp;
     size_t total = fetch_build(r, m, &resp);
     if (total >= (size_t)(m->min_bytes > 0 ? m->min_bytes : 0) || m->max_wait_ms <= 0) {
+        buf_reserve(&r->slot->out, total + FETCH_FRAME_SLACK); /* encoded without regrowing */
         kafka_reply(r->slot, &resp);
         return;
     }
@@ -390,10 +420,18 @@ void kafka_handle_fetch(struct kafka_req *r, const struct kafka_fetch_request *m
 /* The timestamp of the record at offset (its batch's, for a compressed batch), or -1. */
 static int64_t record_time(struct kafka_req *r, struct stream_part *p, int64_t offset)
 {
-    int err;
-    struct kafka_str rec = read_records(r, p, offset, 1, true, &err);
+    struct log_slice s;
+    if (records_slice(p, offset, 1, true, &s) < 0)
+        return -1;
+    struct kafka_str rec = {(const uint8_t *)"", 0};
+    if (s.len > 0) {
+        uint8_t *dst = kafka_alloc(r, s.len, 1);
+        if (slice_read(&s, dst) == 0)
+            rec = (struct kafka_str){dst, (int32_t)s.len};
+    }
+    log_slice_release(&s);
     struct batch_hdr h;
-    if (err < 0 || rec.len <= 0 || batch_parse(rec.p, (size_t)rec.len, SIZE_MAX, &h) <= 0)
+    if (rec.len <= 0 || batch_parse(rec.p, (size_t)rec.len, SIZE_MAX, &h) <= 0)
         return -1;
     if ((h.attributes & BATCH_ATTR_COMPRESSION_MASK) || (h.attributes & BATCH_ATTR_LOG_APPEND_TIME))
         return h.attributes & BATCH_ATTR_LOG_APPEND_TIME ? h.max_timestamp : h.first_timestamp;

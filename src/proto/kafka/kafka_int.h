@@ -79,6 +79,7 @@ struct kafka_server {
     char *advertised_host, *user, *pass, *cluster_id;
     uint16_t port;
     struct kafka_conn *conns;
+    struct buf fetch_buf; /* record bytes of the fetch response being built (kafka_data.c) */
     bool stopping;
     void (*stop_cb)(void *arg);
     void *stop_arg;

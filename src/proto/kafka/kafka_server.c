@@ -517,6 +517,7 @@ static void maybe_stopped(struct kafka_server *s)
     free(s->user);
     free(s->pass);
     free(s->cluster_id);
+    buf_fini(&s->fetch_buf);
     free(s);
     if (cb)
         cb(arg);
