@@ -224,6 +224,9 @@ static void log_cfg_of(const struct topic_cfg *c, struct log_config *lc)
     lc->segment_ms = c->segment_ms;
     lc->retention_ms = c->delete ? c->retention_ms : -1;
     lc->retention_bytes = c->delete ? c->retention_bytes : -1;
+    lc->compact = c->compact;
+    lc->delete_retention_ms = c->delete_retention_ms;
+    lc->min_compaction_lag_ms = c->min_compaction_lag_ms;
     uint64_t max = (uint64_t)c->max_message_bytes + BATCH_HEADER_SIZE + 64;
     if (max > lc->max_batch_bytes)
         lc->max_batch_bytes = max > UINT32_MAX ? UINT32_MAX : (uint32_t)max;

@@ -291,6 +291,12 @@ static int set_u64(uint64_t *dst, const char *value, uint64_t min, uint64_t max,
     return 0;
 }
 
+static int set_log_cleaner_interval_ms(struct config *cfg, const char *value, const char **why)
+{
+    return set_u32(&cfg->log_cleaner_interval_ms, value, 1, UINT32_MAX,
+                   "expected a positive number of milliseconds", why);
+}
+
 static int set_max_message_size(struct config *cfg, const char *value, const char **why)
 {
     return set_u64(&cfg->max_message_size, value, 1, 536870912,
@@ -340,6 +346,9 @@ static const struct config_option config_options[] = {
     {"group-commit-ms", CONFIG_KIND_VALUE, "N",
      "fsync always: least time between two fsyncs of one log (0: back to back)",
      CONFIG_STR(CONFIG_DEFAULT_GROUP_COMMIT_MS), set_group_commit_ms},
+    {"log-cleaner-interval-ms", CONFIG_KIND_VALUE, "N",
+     "how often compacted topics are checked for a compaction pass",
+     "15000", set_log_cleaner_interval_ms},
     {"default-user", CONFIG_KIND_VALUE, "NAME",
      "AMQP user created at start (guest may log in only from loopback)", "guest", set_default_user},
     {"default-pass", CONFIG_KIND_VALUE, "PASS", "password of the default user", "guest",
@@ -403,6 +412,7 @@ void config_init(struct config *cfg)
     cfg->segment_bytes = CONFIG_DEFAULT_SEGMENT_BYTES;
     cfg->checkpoint_interval_ms = CONFIG_DEFAULT_CHECKPOINT_INTERVAL_MS;
     cfg->group_commit_ms = CONFIG_DEFAULT_GROUP_COMMIT_MS;
+    cfg->log_cleaner_interval_ms = CONFIG_DEFAULT_LOG_CLEANER_INTERVAL_MS;
     cfg->default_user = tern_xstrdup("guest");
     cfg->default_pass = tern_xstrdup("guest");
     cfg->heartbeat_s = CONFIG_DEFAULT_HEARTBEAT_S;
@@ -679,6 +689,7 @@ void config_to_store(const struct config *cfg, struct store_config *out)
     out->log.segment_bytes = cfg->segment_bytes;
     out->log.checkpoint_interval_ms = cfg->checkpoint_interval_ms;
     out->log.sync_gap_ms = cfg->group_commit_ms;
+    out->cleaner_interval_ms = cfg->log_cleaner_interval_ms;
     /* a queue stores one message per record: its batches must hold the largest message */
     if (out->log.max_batch_bytes < cfg->max_message_size + 65536)
         out->log.max_batch_bytes = (uint32_t)(cfg->max_message_size + 65536);

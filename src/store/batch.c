@@ -112,6 +112,23 @@ void batch_set_leader_epoch(void *buf, int32_t epoch)
     put32((uint8_t *)buf + 12, epoch);
 }
 
+void batch_write_header(void *buf, const struct batch_hdr *h)
+{
+    uint8_t *p = buf;
+    put64(p, h->base_offset);
+    put32(p + 8, h->length);
+    put32(p + 12, h->leader_epoch);
+    p[16] = BATCH_MAGIC;
+    put16(p + 21, h->attributes);
+    put32(p + 23, h->last_offset_delta);
+    put64(p + 27, h->first_timestamp);
+    put64(p + 35, h->max_timestamp);
+    put64(p + 43, h->producer_id);
+    put16(p + 51, h->producer_epoch);
+    put32(p + 53, h->base_sequence);
+    put32(p + 57, h->record_count);
+}
+
 int batch_iter_init(struct batch_iter *it, const void *batch, const struct batch_hdr *h)
 {
     if (h->attributes & BATCH_ATTR_COMPRESSION_MASK)

@@ -70,6 +70,12 @@ int batch_check_crc(const void *buf, const struct batch_hdr *h);
 void batch_update_crc(void *buf, size_t size);
 void batch_set_base_offset(void *buf, int64_t base_offset);
 void batch_set_leader_epoch(void *buf, int32_t epoch);
+/*
+ * Writes every header field of h (baseOffset .. recordCount; magic is always 2) into the first
+ * BATCH_HEADER_SIZE bytes of buf, leaving the CRC field alone: call batch_update_crc once the
+ * records follow. For compaction, which rewrites a batch's records under the same header.
+ */
+void batch_write_header(void *buf, const struct batch_hdr *h);
 
 static inline int64_t batch_last_offset(const struct batch_hdr *h)
 {

@@ -44,10 +44,14 @@ struct log_config {
                                         fsync jobs of this log (0: none). Fewer, larger fsyncs:
                                         less kernel work competing with the loop at a cost of
                                         up to this much added confirm latency */
+    bool compact;                    /* keep only the latest record of each key (log_compact) */
+    int64_t delete_retention_ms;     /* how long a compacted tombstone stays readable */
+    int64_t min_compaction_lag_ms;   /* records younger than this are not compacted */
 };
 
 /* Defaults: 1 GiB / 7 day segments, 4 KiB index interval, 8 MiB max batch, fsync ALWAYS,
- * checkpoint every 1000 ms, unlimited retention. */
+ * checkpoint every 1000 ms, unlimited retention, no compaction (tombstones kept 1 day after
+ * compaction, no compaction lag). */
 void log_config_default(struct log_config *cfg);
 
 struct log;
@@ -129,15 +133,48 @@ void log_slice_release(struct log_slice *s);
  * batch, records are not read: the answer is that batch's base offset. */
 int log_find_time(struct log *log, int64_t ts, int64_t *offset_out);
 
-/* Moves the start offset up to `offset` and deletes segments wholly below it. The new start
- * and the directory change become durable with the next fsync job (with a loop; at once
- * without one); a crash before that can only bring back whole segments below the start. */
+/* Moves the start offset up to `offset` and deletes segments wholly below it (while a
+ * compaction pass runs, the deletion waits for its end). The new start and the directory
+ * change become durable with the next fsync job (with a loop; at once without one); a crash
+ * before that can only bring back whole segments below the start. */
 int log_delete_below(struct log *log, int64_t offset);
 /* Applies the configured retention.ms / retention.bytes; never deletes the active segment.
- * Returns the number of segments deleted or a negative error. */
+ * Returns the number of segments deleted (0 while a compaction pass runs) or a negative
+ * error. */
 int log_retain(struct log *log, int64_t now_ms);
-/* Removes every offset >= offset (rounded down to a batch boundary) and fsyncs. */
+/* Removes every offset >= offset (rounded down to a batch boundary) and fsyncs. Returns 0,
+ * the log's error, or -EBUSY while an fsync job or a compaction pass is in flight. */
 int log_truncate(struct log *log, int64_t offset);
+
+/*
+ * Compaction (cfg.compact; docs/STORAGE.md, "Compaction"). A pass covers the cleanable
+ * segments: the sealed ones from the start, below the checkpoint's segment (fsynced), up to the
+ * first whose newest record is younger than min_compaction_lag_ms. It maps each key to its
+ * latest offset over the dirty ones (not compacted by an earlier pass of this process) and
+ * rewrites every cleanable segment that loses records, keeping offsets. A tombstone goes once
+ * delete_retention_ms have passed since a pass first covered its segment.
+ *
+ * Starts a pass when one is due (the dirty segments hold at least half of the cleanable bytes,
+ * or kept tombstones have become removable) or, with force, whenever a segment is cleanable.
+ * With a loop the pass runs on the thread pool and the segments are swapped on the loop when it
+ * ends (readers holding a slice keep the old file); without one it runs before returning.
+ * Returns 1 when a pass started (with a loop) or completed (without), 0 when none was needed or
+ * compaction is off, -EBUSY while a pass is in flight, TERN_ECLOSED, or an error (a failed
+ * fsync, rename or unlink makes the log read-only; a bad batch fails only the pass).
+ */
+int log_compact(struct log *log, int64_t now_ms, bool force);
+/* True while a compaction pass is in flight. */
+bool log_compacting(const struct log *log);
+
+struct log_compact_stats {
+    uint64_t passes;             /* completed passes */
+    uint64_t segments_rewritten; /* segments replaced by a compacted copy */
+    uint64_t records_removed;
+    uint64_t bytes_removed;
+    int64_t cleaned_end;         /* the last pass covered every offset below this */
+    int last_error;              /* of the last pass (0: it succeeded) */
+};
+void log_compact_stats(const struct log *log, struct log_compact_stats *out);
 
 int64_t log_start_offset(const struct log *log);
 int64_t log_end_offset(const struct log *log);

@@ -16,13 +16,15 @@
  * Indexes are hints: every lookup ends with a forward walk over batch headers, so a sparse or
  * short index is only slower, never wrong. They are rebuilt from the data when missing or
  * inconsistent. Rules: the data file is never modified in place (only appended to and
- * truncated at batch boundaries); positions fit in 32 bits (segments are < 4 GiB).
+ * truncated at batch boundaries; compaction replaces a sealed segment's files as a whole, see
+ * seg_replace); positions fit in 32 bits (segments are < 4 GiB).
  */
 #include "store/seg.h"
 
 #include "base/tern.h"
 #include "os/file.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -41,12 +43,12 @@ static char *seg_file(const struct seg *s, const char *ext)
     return p;
 }
 
-static struct seg *seg_alloc(const char *dir, int64_t base, uint32_t interval)
+static struct seg *seg_alloc(const char *dir, int64_t base, uint32_t interval, const char *suffix)
 {
     struct seg *s = tern_xcalloc(1, sizeof(*s));
-    size_t n = strlen(dir) + SEG_NAME_DIGITS + 2;
+    size_t n = strlen(dir) + SEG_NAME_DIGITS + strlen(suffix) + 2;
     s->path = tern_xmalloc(n);
-    snprintf(s->path, n, "%s/%020" PRId64, dir, base);
+    snprintf(s->path, n, "%s/%020" PRId64 "%s", dir, base, suffix);
     s->base = base;
     s->next_offset = base;
     s->max_ts = -1;
@@ -93,7 +95,7 @@ static int seg_open_files(struct seg *s, int flags)
 int seg_create(const char *dir, int64_t base, uint32_t interval, int64_t now_ms,
                struct seg **out)
 {
-    struct seg *s = seg_alloc(dir, base, interval);
+    struct seg *s = seg_alloc(dir, base, interval, "");
     int rc = seg_open_files(s, O_CREAT | O_TRUNC);
     if (rc < 0) {
         seg_free(s);
@@ -104,9 +106,21 @@ int seg_create(const char *dir, int64_t base, uint32_t interval, int64_t now_ms,
     return 0;
 }
 
+int seg_create_temp(const char *dir, int64_t base, uint32_t interval, struct seg **out)
+{
+    struct seg *s = seg_alloc(dir, base, interval, SEG_TEMP_SUFFIX);
+    int rc = seg_open_files(s, O_CREAT | O_TRUNC);
+    if (rc < 0) {
+        seg_free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
 int seg_open(const char *dir, int64_t base, uint32_t interval, struct seg **out)
 {
-    struct seg *s = seg_alloc(dir, base, interval);
+    struct seg *s = seg_alloc(dir, base, interval, "");
     int rc = seg_open_files(s, 0);
     int64_t size = rc < 0 ? rc : file_size(s->fd);
     if (size < 0) {
@@ -686,6 +700,107 @@ int seg_remove(struct seg *s)
             rc = r;
     }
     return rc;
+}
+
+/* The directory part of a segment path. */
+static char *seg_dir(const struct seg *s)
+{
+    char *d = tern_xstrdup(s->path);
+    char *slash = strrchr(d, '/');
+    if (slash)
+        *slash = '\0';
+    return d;
+}
+
+static int unlink_ext(const struct seg *s, const char *ext)
+{
+    char *p = seg_file(s, ext);
+    int rc = file_unlink(p);
+    free(p);
+    return rc == -ENOENT ? 0 : rc;
+}
+
+static int rename_ext(const struct seg *from, const struct seg *to, const char *ext)
+{
+    char *a = seg_file(from, ext), *b = seg_file(to, ext);
+    int rc = file_rename(a, b);
+    free(a);
+    free(b);
+    return rc;
+}
+
+int seg_replace(struct seg *fresh, const struct seg *old, bool *renamed)
+{
+    *renamed = false;
+    char *dir = seg_dir(old);
+    struct seg tmp = {.path = fresh->path}; /* the temporary names, for the index renames */
+    int rc = file_datasync(fresh->fd);
+    if (rc == 0)
+        rc = seg_sync_index(fresh);
+    /* without this, a crash could pair the new data with the old (wrong) index files */
+    if (rc == 0)
+        rc = unlink_ext(old, ".index");
+    if (rc == 0)
+        rc = unlink_ext(old, ".timeindex");
+    if (rc == 0)
+        rc = file_sync_dir(dir);
+    if (rc == 0)
+        rc = rename_ext(fresh, old, ".log");
+    if (rc == 0) {
+        *renamed = true;
+        fresh->path = tern_xstrdup(old->path);
+        fresh->index_dirty = false;
+        rc = file_sync_dir(dir);
+    }
+    if (*renamed) {
+        /* index files are hints: a failed or undurable rename only costs a rebuild at open */
+        int r = rename_ext(&tmp, fresh, ".index");
+        if (r == 0)
+            r = rename_ext(&tmp, fresh, ".timeindex");
+        if (rc == 0)
+            rc = r;
+        free(tmp.path);
+    }
+    free(dir);
+    return rc;
+}
+
+/* True for "<20 digits>.cleaned.log", ".cleaned.index" or ".cleaned.timeindex". */
+static bool is_temp_name(const char *name)
+{
+    static const char *const exts[] = {".log", ".index", ".timeindex"};
+    for (int i = 0; i < SEG_NAME_DIGITS; i++)
+        if (name[i] < '0' || name[i] > '9')
+            return false;
+    const char *rest = name + SEG_NAME_DIGITS;
+    size_t n = strlen(SEG_TEMP_SUFFIX);
+    if (strncmp(rest, SEG_TEMP_SUFFIX, n) != 0)
+        return false;
+    for (unsigned i = 0; i < TERN_ARRAY_LEN(exts); i++)
+        if (strcmp(rest + n, exts[i]) == 0)
+            return true;
+    return false;
+}
+
+int seg_remove_temps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -errno;
+    int removed = 0, rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL && rc == 0) {
+        if (strlen(e->d_name) < SEG_NAME_DIGITS || !is_temp_name(e->d_name))
+            continue;
+        char *p = file_join(dir, e->d_name);
+        rc = file_unlink(p);
+        free(p);
+        removed++;
+    }
+    closedir(d);
+    if (rc == 0 && removed > 0)
+        rc = file_sync_dir(dir);
+    return rc < 0 ? rc : removed;
 }
 
 int seg_parse_name(const char *name, int64_t *base)

@@ -17,6 +17,9 @@
 #define SEG_NAME_DIGITS 20
 #define SEG_INDEX_ENTRY 8  /* u32 relative offset, u32 position */
 #define SEG_TIME_ENTRY 12  /* i64 timestamp, u32 relative offset */
+/* A compaction writes the new copy of segment B as B.cleaned.log / .index / .timeindex before
+ * it replaces B's files; recovery removes leftovers (seg_remove_temps). */
+#define SEG_TEMP_SUFFIX ".cleaned"
 
 struct seg_index_entry {
     uint32_t rel;
@@ -44,6 +47,8 @@ struct seg {
     struct seg_time_entry *tidx;
     uint32_t ntidx, captidx;
     bool index_dirty;       /* index files hold entries not yet fsynced */
+    int64_t clean_ms;       /* when a compaction pass first covered it (0: never; not persisted) */
+    uint32_t tombstones;    /* tombstones the last compaction pass kept in it */
     int refs;
     char *path;             /* "<dir>/<20-digit base>" without extension */
 };
@@ -64,6 +69,27 @@ typedef void (*seg_progress_fn)(void *arg, const struct seg *s, uint64_t pos, ui
  * with *out holding one reference, or -errno. */
 int seg_create(const char *dir, int64_t base, uint32_t interval, int64_t now_ms,
                struct seg **out);
+/* Creates an empty temporary segment for base in dir, files "<base>" SEG_TEMP_SUFFIX ".log" etc.
+ * (truncating leftovers). Written with seg_append, installed with seg_replace or removed with
+ * seg_remove. Returns 0 with *out holding one reference, or -errno. */
+int seg_create_temp(const char *dir, int64_t base, uint32_t interval, struct seg **out);
+
+/*
+ * Installs fresh, a complete temporary segment (seg_create_temp) of old's base, in place of old's
+ * files. Crash-safe order: fsync fresh's data and indexes; unlink old's index files and fsync the
+ * directory; rename fresh's data file over old's and fsync the directory; rename fresh's index
+ * files into place (made durable by the caller's next directory fsync). A crash at any point
+ * leaves old's data or fresh's, each with its own index files or none (rebuilt at open). old's
+ * descriptors keep reading the old data. *renamed tells whether the data file was renamed: from
+ * then on fresh is in place (its path is old's), even if a later step fails.
+ * Returns 0 or -errno.
+ */
+int seg_replace(struct seg *fresh, const struct seg *old, bool *renamed);
+
+/* Removes the temporary files of an interrupted compaction from dir and fsyncs dir when it
+ * removed any. Returns the number removed or -errno. */
+int seg_remove_temps(const char *dir);
+
 /* Opens an existing segment's files (index files are created when missing) without reading
  * batches. size is the data file size until seg_load or seg_recover runs. */
 int seg_open(const char *dir, int64_t base, uint32_t interval, struct seg **out);

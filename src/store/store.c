@@ -49,6 +49,7 @@ struct store {
     uv_timer_t timer;
     bool timer_started;
     int64_t last_retain_ms;
+    int64_t last_clean_ms;
     size_t closing;
     store_close_cb close_cb;
     void *close_arg;
@@ -60,6 +61,7 @@ void store_config_default(struct store_config *cfg)
     cfg->data_dir = "./data";
     log_config_default(&cfg->log);
     cfg->tick_ms = 100;
+    cfg->cleaner_interval_ms = 15000;
 }
 
 int store_name_valid(const char *name)
@@ -150,13 +152,18 @@ static void store_tick(uv_timer_t *t)
     struct store *st = t->data;
     int64_t now = clock_wall_ms();
     bool retain = now - st->last_retain_ms >= STORE_RETAIN_EVERY_MS;
+    bool clean = now - st->last_clean_ms >= (int64_t)st->cfg.cleaner_interval_ms;
     for (size_t i = 0; i < st->nlogs; i++) {
         log_tick(st->logs[i].log, now);
         if (retain)
             log_retain(st->logs[i].log, now);
+        if (clean)
+            log_compact(st->logs[i].log, now, false); /* a no-op unless compaction is due */
     }
     if (retain)
         st->last_retain_ms = now;
+    if (clean)
+        st->last_clean_ms = now;
 }
 
 static void store_free(struct store *st)

@@ -5,8 +5,8 @@
  *   <data-dir>/logs/<name>/   one log each (store/log.h)
  *
  * store_open() opens every log it finds; a log that fails recovery (corruption) is refused and
- * listed, and every other log keeps working. A timer drives interval fsyncs, checkpoints and
- * retention. Log names are 1-200 characters of [A-Za-z0-9._-], not "." or "..".
+ * listed, and every other log keeps working. A timer drives interval fsyncs, checkpoints,
+ * retention and compaction (log_compact, every cleaner_interval_ms). Log names are 1-200 characters of [A-Za-z0-9._-], not "." or "..".
  */
 #ifndef TERN_STORE_H
 #define TERN_STORE_H
@@ -20,6 +20,7 @@ struct store_config {
     const char *data_dir;
     struct log_config log; /* defaults for new logs */
     uint32_t tick_ms;      /* timer period for fsync interval, checkpoints and retention */
+    uint32_t cleaner_interval_ms; /* how often compacted logs are checked for a pass (15 s) */
 };
 
 void store_config_default(struct store_config *cfg);

@@ -38,6 +38,24 @@ static uint64_t calls[FAULTFS_OP_COUNT];
 static struct {
     int nth, err, partial;
 } fails[FAULTFS_OP_COUNT];
+static uint64_t crash_at[FAULTFS_OP_COUNT];
+
+static bool read_whole(const char *path, uint8_t **buf, size_t *len);
+
+static void crash_locked(void)
+{
+    for (struct node *n = nodes; n; n = n->next)
+        if (n->live && n->path && !read_whole(n->path, &n->at_crash, &n->clen))
+            n->clen = 0;
+    crashed = true;
+}
+
+/* Dies here when a crash is armed for this call of op. */
+static void crash_point(enum faultfs_op op)
+{
+    if (!crashed && crash_at[op] > 0 && --crash_at[op] == 0)
+        crash_locked();
+}
 
 static int injected(enum faultfs_op op, int *partial)
 {
@@ -106,6 +124,7 @@ static void leave_ghost(struct node *n)
 
 static int ff_open_locked(const char *path, int flags, int mode)
 {
+    crash_point(FAULTFS_OP_OPEN);
     if (injected(FAULTFS_OP_OPEN, NULL))
         return fails[FAULTFS_OP_OPEN].err;
     struct node *n = find_live(path);
@@ -141,6 +160,7 @@ static int ff_close_locked(int fd)
 
 static ssize_t ff_pwrite_locked(int fd, const void *buf, size_t len, off_t off)
 {
+    crash_point(FAULTFS_OP_PWRITE);
     if (crashed)
         return (ssize_t)len;
     int partial = 0, err = injected(FAULTFS_OP_PWRITE, &partial);
@@ -161,6 +181,7 @@ static ssize_t ff_pread(int fd, void *buf, size_t len, off_t off)
 
 static int ff_fdatasync_locked(int fd)
 {
+    crash_point(FAULTFS_OP_FDATASYNC);
     if (crashed)
         return 0;
     int err = injected(FAULTFS_OP_FDATASYNC, NULL);
@@ -182,6 +203,7 @@ static int ff_fdatasync_locked(int fd)
 
 static int ff_ftruncate_locked(int fd, off_t len)
 {
+    crash_point(FAULTFS_OP_TRUNCATE);
     if (crashed)
         return 0;
     int err = injected(FAULTFS_OP_TRUNCATE, NULL);
@@ -192,8 +214,12 @@ static int ff_ftruncate_locked(int fd, off_t len)
 
 static int ff_rename_locked(const char *from, const char *to)
 {
+    crash_point(FAULTFS_OP_RENAME);
     if (crashed)
         return 0;
+    int err = injected(FAULTFS_OP_RENAME, NULL);
+    if (err)
+        return err;
     if (rename(from, to) < 0)
         return -errno;
     struct node *src = find_live(from), *dst = find_live(to);
@@ -213,8 +239,12 @@ static int ff_rename_locked(const char *from, const char *to)
 
 static int ff_unlink_locked(const char *path)
 {
+    crash_point(FAULTFS_OP_UNLINK);
     if (crashed)
         return 0;
+    int err = injected(FAULTFS_OP_UNLINK, NULL);
+    if (err)
+        return err;
     if (unlink(path) < 0)
         return -errno;
     struct node *n = find_live(path);
@@ -234,6 +264,7 @@ static bool in_dir(const char *path, const char *dir)
 
 static int ff_fsync_dir_locked(const char *dir)
 {
+    crash_point(FAULTFS_OP_FSYNC_DIR);
     if (crashed)
         return 0;
     int err = injected(FAULTFS_OP_FSYNC_DIR, NULL);
@@ -348,6 +379,7 @@ void faultfs_install(void)
     crashed = false;
     memset(calls, 0, sizeof(calls));
     memset(fails, 0, sizeof(fails));
+    memset(crash_at, 0, sizeof(crash_at));
     file_set_ops(&faultfs_ops);
 }
 
@@ -361,11 +393,24 @@ void faultfs_uninstall(void)
 void faultfs_crash(void)
 {
     pthread_mutex_lock(&mu); /* an fsync may be running on the pool thread */
-    for (struct node *n = nodes; n; n = n->next)
-        if (n->live && n->path && !read_whole(n->path, &n->at_crash, &n->clen))
-            n->clen = 0;
-    crashed = true;
+    if (!crashed)
+        crash_locked();
     pthread_mutex_unlock(&mu);
+}
+
+void faultfs_crash_at(enum faultfs_op op, uint64_t nth)
+{
+    pthread_mutex_lock(&mu);
+    crash_at[op] = nth;
+    pthread_mutex_unlock(&mu);
+}
+
+int faultfs_crashed(void)
+{
+    pthread_mutex_lock(&mu);
+    int c = crashed;
+    pthread_mutex_unlock(&mu);
+    return c;
 }
 
 static uint64_t rnd(uint64_t *s)
@@ -416,6 +461,7 @@ void faultfs_restart(enum faultfs_crash_mode mode, uint64_t seed)
     nodes_free();
     crashed = false;
     memset(fails, 0, sizeof(fails));
+    memset(crash_at, 0, sizeof(crash_at));
 }
 
 void faultfs_fail(enum faultfs_op op, int nth, int err, int partial)

@@ -8,6 +8,9 @@
  *   faultfs_crash()    the machine dies now: from here on every write, fsync, rename and
  *                      unlink is discarded (the test can free its objects without saving
  *                      anything), reads still work.
+ *   faultfs_crash_at() the machine dies just before the nth next call of an operation (from
+ *                      any thread), so that call and everything after it are discarded: a
+ *                      crash in the middle of a multi-step sequence the test cannot pause.
  *   faultfs_restart()  the machine comes back: every file is rewritten to its durable image
  *                      (FAULTFS_DROP), or to its durable image plus a random prefix of the bytes
  *                      appended after it (FAULTFS_TEAR), files whose entry was not durable
@@ -28,6 +31,8 @@ enum faultfs_op {
     FAULTFS_OP_FDATASYNC,
     FAULTFS_OP_TRUNCATE,
     FAULTFS_OP_FSYNC_DIR,
+    FAULTFS_OP_RENAME,
+    FAULTFS_OP_UNLINK,
     FAULTFS_OP_COUNT,
 };
 
@@ -36,6 +41,10 @@ enum faultfs_crash_mode { FAULTFS_DROP, FAULTFS_TEAR };
 void faultfs_install(void);
 void faultfs_uninstall(void);
 void faultfs_crash(void);
+/* Arms a crash just before the nth (1 = next) call of op; 0 disarms. */
+void faultfs_crash_at(enum faultfs_op op, uint64_t nth);
+/* True once a crash (faultfs_crash or an armed one) has happened and until the restart. */
+int faultfs_crashed(void);
 void faultfs_restart(enum faultfs_crash_mode mode, uint64_t seed);
 /* The nth (1 = next) call of op fails with err (negative errno). */
 void faultfs_fail(enum faultfs_op op, int nth, int err, int partial);

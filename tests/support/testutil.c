@@ -5,6 +5,7 @@
 
 #include "base/tern.h"
 #include "store/batch.h"
+#include "store/compress.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -151,6 +152,115 @@ int tu_read_all(struct log *log, int64_t from, int64_t limit, struct tu_rec *out
             }
         }
         off = s.next_offset;
+        free(buf);
+        log_slice_release(&s);
+        if (rc < 0)
+            return rc;
+    }
+    return count;
+}
+
+uint8_t *tu_kbatch(const struct tu_kv *kvs, int n, int codec, size_t *len)
+{
+    struct batch_rec_in *recs = tern_xcalloc((size_t)n, sizeof(*recs));
+    size_t cap = BATCH_HEADER_SIZE;
+    for (int i = 0; i < n; i++) {
+        const struct tu_kv *k = &kvs[i];
+        recs[i] = (struct batch_rec_in){
+            .key = k->null_key ? NULL : k->key,
+            .key_len = k->null_key ? -1 : (int32_t)strlen(k->key),
+            .value = k->null_value ? NULL : k->value,
+            .value_len = k->null_value ? -1 : (int32_t)strlen(k->value),
+            .timestamp = k->timestamp,
+        };
+        cap += strlen(k->key) + strlen(k->value) + 48;
+    }
+    uint8_t *buf = tern_xmalloc(cap);
+    int64_t sz = batch_encode(buf, cap, recs, n);
+    TERN_ASSERT(sz > 0);
+    free(recs);
+    if (codec == 0) {
+        *len = (size_t)sz;
+        return buf;
+    }
+    size_t zcap = BATCH_HEADER_SIZE + compress_bound(codec, (size_t)sz);
+    uint8_t *z = tern_xmalloc(zcap);
+    int64_t zn = compress_batch(codec, 0, buf, (size_t)sz, z, zcap);
+    TERN_ASSERT(zn > 0);
+    free(buf);
+    *len = (size_t)zn;
+    return z;
+}
+
+static void copy_bytes(char *dst, size_t cap, const uint8_t *src, int32_t len, bool *null)
+{
+    *null = src == NULL;
+    size_t n = len > 0 ? (size_t)len : 0;
+    if (n > cap - 1)
+        n = cap - 1;
+    if (n)
+        memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/* Reads the records of one whole batch at p into out; returns the new count or an error. */
+static int take_kv_batch(const uint8_t *p, const struct batch_hdr *h, struct tu_kv *out,
+                         int count, int max)
+{
+    static uint8_t scratch[4 << 20];
+    struct batch_iter it;
+    struct batch_record r;
+    if (batch_check_crc(p, h) < 0)
+        return TERN_ECORRUPT;
+    int rc = compress_iter_init(&it, p, h, scratch, sizeof(scratch));
+    if (rc < 0)
+        return rc;
+    while ((rc = batch_iter_next(&it, &r)) == 1) {
+        if (count >= max)
+            continue;
+        struct tu_kv *k = &out[count++];
+        k->offset = r.offset;
+        k->timestamp = r.timestamp;
+        copy_bytes(k->key, sizeof(k->key), r.key, r.key_len, &k->null_key);
+        copy_bytes(k->value, sizeof(k->value), r.value, r.value_len, &k->null_value);
+    }
+    return rc < 0 ? rc : count;
+}
+
+int tu_read_kv(struct log *log, struct tu_kv *out, int max, struct tu_walk *w)
+{
+    struct tu_walk local;
+    if (!w)
+        w = &local;
+    *w = (struct tu_walk){.end = log_start_offset(log)};
+    int count = 0;
+    bool first = true;
+    while (w->end < log_end_offset(log)) {
+        struct log_slice s;
+        int rc = log_read(log, w->end, 1 << 16, log_end_offset(log), &s);
+        if (rc < 0)
+            return rc;
+        if (s.len == 0)
+            return TERN_ECORRUPT; /* a hole before the end */
+        uint8_t *buf = tern_xmalloc(s.len);
+        TERN_ASSERT(pread(s.fd, buf, s.len, s.pos) == (ssize_t)s.len);
+        for (size_t pos = 0; pos < s.len && rc >= 0;) {
+            struct batch_hdr h;
+            int64_t n = batch_parse(buf + pos, s.len - pos, UINT32_MAX, &h);
+            if (n < 0 || (!first && h.base_offset != w->end) ||
+                (first && (h.base_offset > w->end || batch_last_offset(&h) < w->end))) {
+                rc = TERN_ECORRUPT;
+                break;
+            }
+            first = false;
+            rc = take_kv_batch(buf + pos, &h, out, count, max);
+            if (rc >= 0)
+                count = rc;
+            w->batches++;
+            w->empty += h.record_count == 0;
+            w->end = batch_last_offset(&h) + 1;
+            pos += (size_t)n;
+        }
         free(buf);
         log_slice_release(&s);
         if (rc < 0)

@@ -4,6 +4,7 @@
 #ifndef TERN_TESTUTIL_H
 #define TERN_TESTUTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,6 +44,32 @@ struct tu_rec {
  * each batch's CRC. Returns the count (records with offset < from are skipped), or a negative
  * error. At most max records. */
 int tu_read_all(struct log *log, int64_t from, int64_t limit, struct tu_rec *out, int max);
+
+/* A keyed record, to build batches from or read back (key and value are strings; the null
+ * flags stand for a null key or value). */
+struct tu_kv {
+    int64_t offset;
+    int64_t timestamp;
+    bool null_key, null_value;
+    char key[64];
+    char value[256];
+};
+
+/* Builds a batch of n records from kvs (offset ignored; record i gets offsetDelta i), compressed
+ * with codec (store/compress.h; 0: none). Returns a malloc'ed buffer; *len its size. */
+uint8_t *tu_kbatch(const struct tu_kv *kvs, int n, int codec, size_t *len);
+
+/* Counts from tu_read_kv. */
+struct tu_walk {
+    int batches;      /* batches read */
+    int empty;        /* of which with no records */
+    int64_t end;      /* offset after the last batch */
+};
+
+/* Reads every record from the log's start to its end through log_read + pread, any codec,
+ * checking each batch's CRC and that each batch starts right after the previous one's last
+ * offset (TERN_ECORRUPT otherwise). Returns the count (at most max) or a negative error. */
+int tu_read_kv(struct log *log, struct tu_kv *out, int max, struct tu_walk *w);
 
 /* Flips one bit of a file at byte pos. */
 void tu_flip(const char *path, uint64_t pos, int bit);

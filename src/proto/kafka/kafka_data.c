@@ -193,11 +193,42 @@ static int slice_read(const struct log_slice *s, uint8_t *dst)
 /* The record bytes of a fetch response: read into one scratch buffer shared by the server (a
  * response is encoded before the next is built), without zeroing, and only once every
  * partition's slice is known, so the buffer is sized once and the pointers stay valid. */
+#define FETCH_MAX_SLICES 64 /* slices per fetch response; more partitions wait for the next */
+#define FETCH_PART_SLICES 16 /* segments one partition may read on into */
+
 struct fetch_reads {
-    struct kafka_fetch_response_partition *out[64];
-    struct log_slice slice[64];
+    struct kafka_fetch_response_partition *out[FETCH_MAX_SLICES]; /* owner of each slice */
+    struct log_slice slice[FETCH_MAX_SLICES];
     int n;
 };
+
+/* Adds the slices of one partition from offset: the first as log_read cuts it (KIP-74), then
+ * on into the following segments while they fit in max. A compacted segment may hold nothing
+ * but empty batches, and librdkafka takes a fetch that yields no record for "message too
+ * large" once it has doubled its fetch size ten times. Returns the bytes added or an error. */
+static int64_t add_slices(struct stream_part *p, int64_t offset, size_t max, bool first,
+                          struct fetch_reads *reads, struct kafka_fetch_response_partition *out)
+{
+    int64_t end = log_end(p);
+    size_t len = 0;
+    for (int k = 0; k < FETCH_PART_SLICES && reads->n < FETCH_MAX_SLICES && offset < end; k++) {
+        struct log_slice *s = &reads->slice[reads->n];
+        int rc = k == 0 ? records_slice(p, offset, max, first, s)
+                        : log_read(stream_part_log(p), offset, max - len, end, s);
+        if (rc < 0)
+            return rc;
+        if (s->len == 0 || (k > 0 && len + s->len > max)) {
+            log_slice_release(s);
+            break;
+        }
+        reads->out[reads->n++] = out;
+        len += s->len;
+        offset = s->next_offset;
+        if (len >= max)
+            break;
+    }
+    return (int64_t)len;
+}
 
 static void fetch_partition(struct kafka_req *r, struct kafka_str topic,
                             const struct kafka_fetch_request_partition *in, size_t *budget,
@@ -225,24 +256,20 @@ static void fetch_partition(struct kafka_req *r, struct kafka_str topic,
         out->error_code = KERR_OFFSET_OUT_OF_RANGE;
         return;
     }
-    if (in->fetch_offset == end || (*budget == 0 && !*first) || reads->n == 64)
-        return; /* more than 64 partitions with data: the rest in the next fetch */
+    if (in->fetch_offset == end || (*budget == 0 && !*first) || reads->n == FETCH_MAX_SLICES)
+        return; /* no room left in this response: the rest in the next fetch */
     size_t max = in->partition_max_bytes > 0 ? (size_t)in->partition_max_bytes : 0;
     if (max > *budget)
         max = *budget;
-    struct log_slice *s = &reads->slice[reads->n];
-    if (records_slice(p, in->fetch_offset, max, *first, s) < 0) {
+    int64_t got = add_slices(p, in->fetch_offset, max, *first, reads, out);
+    if (got < 0) {
         out->error_code = KERR_KAFKA_STORAGE_ERROR;
         return;
     }
-    if (s->len == 0) {
-        log_slice_release(s);
-        return;
-    }
-    reads->out[reads->n++] = out;
-    *budget = s->len >= *budget ? 0 : *budget - s->len;
-    *total += s->len;
-    *first = false;
+    *budget = (size_t)got >= *budget ? 0 : *budget - (size_t)got;
+    *total += (size_t)got;
+    if (got > 0)
+        *first = false;
 }
 
 /* Reads every slice into the server's scratch buffer and points the partitions at it. */
@@ -255,14 +282,19 @@ static void fetch_read_all(struct kafka_req *r, struct fetch_reads *reads, size_
     uint8_t *dst = total ? buf_reserve(b, total) : NULL;
     for (int i = 0; i < reads->n; i++) {
         struct log_slice *s = &reads->slice[i];
-        if (slice_read(s, dst) < 0) {
-            reads->out[i]->error_code = KERR_KAFKA_STORAGE_ERROR;
-        } else {
-            reads->out[i]->records = (struct kafka_str){dst, (int32_t)s->len};
-            dst += s->len;
-        }
+        struct kafka_fetch_response_partition *o = reads->out[i];
+        bool first_of_part = i == 0 || reads->out[i - 1] != o;
+        if (first_of_part)
+            o->records = (struct kafka_str){dst, 0}; /* its slices are adjacent in dst */
+        if (slice_read(s, dst) < 0)
+            o->error_code = KERR_KAFKA_STORAGE_ERROR;
+        o->records.len += (int32_t)s->len;
+        dst += s->len;
         log_slice_release(s);
     }
+    for (int i = 0; i < reads->n; i++)
+        if (reads->out[i]->error_code)
+            reads->out[i]->records = (struct kafka_str){(const uint8_t *)"", 0};
 }
 
 /* Builds the whole fetch response; returns the record bytes it holds. The records live in the
