@@ -5,6 +5,8 @@
 #                   all of it again under ASan+UBSan
 #   make bench-store  storage engine benchmark (see bench/README.md)
 #   make bench-amqp   AMQP load generator against ternd and Debian's rabbitmq-server, one run
+#   make bench-kafka  Kafka load generator against ternd, with NATS JetStream and Redis streams
+#                     and the disk and loopback ceilings measured in the same run
 #   make test-vs-rabbitmq  the AMQP integration suite against Debian's rabbitmq-server (not in CI)
 #   make fuzz       run every libFuzzer target for FUZZ_SECONDS each (clang-14)
 JOBS ?= $(shell nproc)
@@ -17,7 +19,7 @@ endif
 RUN_ARGS ?=
 
 .PHONY: all deps release debug asan tsan run test test-release test-tsan test-asan bench-store \
-	bench-amqp test-vs-rabbitmq rabbitmq-deps fuzz clean
+	bench-amqp test-vs-rabbitmq rabbitmq-deps bench-kafka kafka-bench-deps fuzz clean
 
 all: release
 
@@ -75,6 +77,27 @@ test-vs-rabbitmq: rabbitmq-deps
 
 bench-amqp: release rabbitmq-deps
 	/usr/bin/python3 bench/amqp_bench.py $(BENCH_ARGS)
+
+# The Kafka benchmark's peers and clients, benchmark-only (not in scripts/deps.sh): Debian's
+# nats-server and redis-server, and the C clients its load generators link (librdkafka, libnats,
+# hiredis). The servers' own services are stopped: the benchmark starts private instances.
+KAFKA_BENCH_PKGS := nats-server redis-server librdkafka-dev libnats-dev libhiredis-dev \
+	python3-matplotlib
+kafka-bench-deps: deps
+	@missing=$$(for p in $(KAFKA_BENCH_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$( [ "$$(id -u)" -ne 0 ] && echo sudo ); \
+	  echo "kafka-bench-deps: installing" $$missing >&2; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >&2 && \
+	  { $$SUDO service redis-server stop >/dev/null 2>&1; $$SUDO service nats-server stop >/dev/null 2>&1; true; }; \
+	fi
+
+# The generators are configured only when their libraries are installed: build after the deps.
+bench-kafka: kafka-bench-deps
+	@$(MAKE) --no-print-directory release
+	/usr/bin/python3 bench/kafka_bench.py $(BENCH_ARGS)
 
 fuzz: deps
 	@cmake --preset fuzz >/dev/null
