@@ -344,7 +344,7 @@ static const struct config_option config_options[] = {
     {"checkpoint-interval-ms", CONFIG_KIND_VALUE, "N",
      "how often each log's checkpoint is made durable", "1000", set_checkpoint_interval_ms},
     {"group-commit-ms", CONFIG_KIND_VALUE, "N",
-     "fsync always: least time between two fsyncs of one log (0: back to back)",
+     "fsync always: least time between two small fsyncs of one log (0: back to back)",
      CONFIG_STR(CONFIG_DEFAULT_GROUP_COMMIT_MS), set_group_commit_ms},
     {"log-cleaner-interval-ms", CONFIG_KIND_VALUE, "N",
      "how often compacted topics are checked for a compaction pass",

@@ -103,6 +103,8 @@ struct log {
     struct ckpt ckpt; /* last durable checkpoint */
     int64_t ckpt_ms, sync_ms;
     uint64_t job_start_ns;  /* when the last data job started (sync_gap_ms) */
+    uint64_t appended;      /* bytes appended since open */
+    uint64_t job_start_appended; /* appended when the last data job started */
     struct gap_timer *gap;  /* waits out sync_gap_ms; NULL until first needed */
     struct waiter *waiters;
     size_t nwaiters, capwaiters;
@@ -128,6 +130,7 @@ void log_config_default(struct log_config *cfg)
         .compact = false,
         .delete_retention_ms = 86400000,
         .min_compaction_lag_ms = 0,
+        .sync_gap_bytes = 16u << 10,
     };
 }
 
@@ -371,9 +374,14 @@ static bool gap_wait(struct log *log)
 {
     uint64_t gap_ns = (uint64_t)log->cfg.sync_gap_ms * 1000000u;
     uint64_t now = clock_mono_ns();
-    if (!gap_ns || log->cfg.fsync_mode != LOG_FSYNC_ALWAYS || log->closing ||
+    /* a large pending write is worth its fsync now: the gap is for trickles of small ones */
+    bool big = log->appended - log->job_start_appended >= log->cfg.sync_gap_bytes;
+    if (!gap_ns || log->cfg.fsync_mode != LOG_FSYNC_ALWAYS || log->closing || big ||
         now - log->job_start_ns >= gap_ns) {
         log->job_start_ns = now;
+        log->job_start_appended = log->appended;
+        if (log->gap)
+            uv_timer_stop(&log->gap->t); /* a job starts now: nothing left to wait for */
         return false;
     }
     if (!log->gap) {
@@ -896,6 +904,7 @@ int log_append(struct log *log, void *batch, size_t size, int64_t now_ms,
         return rc;
     }
     log->end_offset = batch_last_offset(&h) + 1;
+    log->appended += size;
     if (info)
         *info = (struct log_append_info){h.base_offset, batch_last_offset(&h), h.max_timestamp};
     if (log->force_ckpt || (log->cfg.fsync_mode == LOG_FSYNC_ALWAYS && log->nwaiters))

@@ -44,6 +44,8 @@ struct log_config {
                                         fsync jobs of this log (0: none). Fewer, larger fsyncs:
                                         less kernel work competing with the loop at a cost of
                                         up to this much added confirm latency */
+    uint32_t sync_gap_bytes;         /* ...unless this many bytes were appended since the last
+                                        fsync started: then it starts at once */
     bool compact;                    /* keep only the latest record of each key (log_compact) */
     int64_t delete_retention_ms;     /* how long a compacted tombstone stays readable */
     int64_t min_compaction_lag_ms;   /* records younger than this are not compacted */

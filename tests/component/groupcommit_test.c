@@ -283,6 +283,51 @@ static void test_never_mode_loss_window(void **state)
     f->log = NULL;
 }
 
+/* Appends one batch of `bytes` value bytes per round, each after the previous was acked. */
+static uint64_t sequential_rounds(struct fx *f, int rounds, int value_bytes)
+{
+    uint64_t t0 = clock_mono_ns();
+    apps[0] = (struct appender){f, 0};
+    for (int i = 0; i < rounds; i++) {
+        size_t len;
+        uint8_t *b = tu_batch("g", 1, value_bytes, NOW, &len);
+        struct log_append_info info;
+        assert_int_equal(log_append(f->log, b, len, NOW, &info), 0);
+        free(b);
+        f->waiting_for[0] = info.last_offset + 1;
+        f->rounds_left[0] = 1; /* on_durable must not append again */
+        f->in_flight++;
+        assert_int_equal(log_wait_durable(f->log, info.last_offset + 1, on_durable, &apps[0]), 0);
+        uv_run(&f->loop, UV_RUN_DEFAULT);
+        assert_int_equal(f->in_flight, 0);
+    }
+    return clock_mono_ns() - t0;
+}
+
+static void test_sync_gap_spaces_small_fsyncs(void **state)
+{
+    struct fx *f = *state;
+    log_close(f->log, NULL, NULL);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    f->cfg.sync_gap_ms = 30;
+    f->cfg.sync_gap_bytes = 16 << 10;
+    char err[256];
+    assert_int_equal(log_open(&f->loop, f->logdir, &f->cfg, &f->log, err, sizeof(err)), 0);
+    /* small appends: each fsync starts at least 30 ms after the previous one started */
+    uint64_t ns = sequential_rounds(f, 10, 100);
+    print_message("10 small acked appends with a 30 ms gap: %.0f ms\n", ns / 1e6);
+    assert_true(ns >= 9ull * 29 * 1000000);
+    assert_int_equal(f->failed, 0);
+    /* a gap of an hour is skipped for appends of 16 KiB or more */
+    log_close(f->log, NULL, NULL);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    f->cfg.sync_gap_ms = 3600 * 1000;
+    assert_int_equal(log_open(&f->loop, f->logdir, &f->cfg, &f->log, err, sizeof(err)), 0);
+    sequential_rounds(f, 5, 20000); /* would not return within the test's timeout otherwise */
+    assert_int_equal(f->failed, 0);
+    assert_true(log_durable_offset(f->log) == log_end_offset(f->log));
+}
+
 static void test_close_with_fsync_in_flight(void **state)
 {
     struct fx *f = *state;
@@ -313,6 +358,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_interval_mode_acks_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_never_mode_loss_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_with_fsync_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sync_gap_spaces_small_fsyncs, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
