@@ -68,6 +68,8 @@
 #include <amqp_framing.h>
 #include <amqp_tcp_socket.h>
 
+#include "benchutil.h"
+
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/tern.h"
@@ -82,10 +84,6 @@
 #define DRAIN_SECONDS 30.0 /* longest wait for a confirm, and with --count for the last ones */
 #define CONSUMER_GRACE_NS (200 * 1000 * 1000ull) /* consumers run on after the publishers */
 
-/* Log-linear latency histogram: exact below 64 ns, then 64 buckets per power of two (<1.6%). */
-#define HIST_SUB_BITS 6
-#define HIST_SUB (1u << HIST_SUB_BITS)
-#define HIST_BUCKETS ((64 - HIST_SUB_BITS + 1) * HIST_SUB)
 
 enum scenario { SCENARIO_CONFIRM, SCENARIO_E2E, SCENARIO_LATENCY, SCENARIO_FILL };
 
@@ -110,11 +108,6 @@ struct options {
     bool basic_publish; /* amqp_basic_publish per message instead of batched writes */
 };
 
-struct hist {
-    uint64_t n, max;
-    uint64_t b[HIST_BUCKETS];
-};
-
 struct bench;
 
 /* One connection and its thread: a publisher or a consumer. */
@@ -127,7 +120,7 @@ struct worker {
     amqp_connection_state_t conn;
     int fd;
     _Atomic uint64_t published, confirmed, nacked, received;
-    struct hist lat; /* publishers: confirm latency; consumers: end-to-end latency */
+    struct bench_hist lat; /* publishers: confirm latency; consumers: end-to-end latency */
     uint64_t quota;  /* --count: this publisher's share; 0: until PHASE_STOP */
     uint64_t seq;    /* next body sequence number */
     /* confirm tracking: tags next_tag - window .. next_tag - 1 live in slot tag % window */
@@ -214,76 +207,6 @@ static void reply_text(amqp_rpc_reply_t r, char *out, size_t cap)
 }
 
 /* ---- time and histograms -------------------------------------------------------------------- */
-
-static void sleep_until(uint64_t t_ns)
-{
-    struct timespec ts = {.tv_sec = (time_t)(t_ns / 1000000000u),
-                          .tv_nsec = (long)(t_ns % 1000000000u)};
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-        ;
-}
-
-static double cpu_seconds(void)
-{
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) < 0)
-        return 0;
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
-static unsigned hist_index(uint64_t v)
-{
-    if (v < HIST_SUB)
-        return (unsigned)v;
-    unsigned e = 63u - (unsigned)__builtin_clzll(v); /* >= HIST_SUB_BITS */
-    unsigned sub = (unsigned)(v >> (e - HIST_SUB_BITS)) & (HIST_SUB - 1);
-    return (e - HIST_SUB_BITS + 1) * HIST_SUB + sub;
-}
-
-/* The middle of bucket i. */
-static double hist_value(unsigned i)
-{
-    if (i < HIST_SUB)
-        return i;
-    unsigned e = i / HIST_SUB + HIST_SUB_BITS - 1;
-    uint64_t lo = ((uint64_t)HIST_SUB + i % HIST_SUB) << (e - HIST_SUB_BITS);
-    return (double)lo + (double)(1ull << (e - HIST_SUB_BITS)) / 2;
-}
-
-static void hist_add(struct hist *h, uint64_t v)
-{
-    h->b[hist_index(v)]++;
-    h->n++;
-    if (v > h->max)
-        h->max = v;
-}
-
-static void hist_merge(struct hist *into, const struct hist *h)
-{
-    for (unsigned i = 0; i < HIST_BUCKETS; i++)
-        into->b[i] += h->b[i];
-    into->n += h->n;
-    if (h->max > into->max)
-        into->max = h->max;
-}
-
-/* The q-quantile (0 < q <= 1) in microseconds; -1 when the histogram is empty. */
-static double hist_quantile_us(const struct hist *h, double q)
-{
-    if (h->n == 0)
-        return -1;
-    uint64_t rank = (uint64_t)(q * (double)h->n + 0.999999);
-    if (rank < 1)
-        rank = 1;
-    uint64_t seen = 0;
-    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
-        seen += h->b[i];
-        if (seen >= rank)
-            return hist_value(i) / 1e3;
-    }
-    return (double)h->max / 1e3;
-}
 
 /* ---- connections -------------------------------------------------------------------------- */
 
@@ -524,7 +447,7 @@ static int confirm(struct worker *w, uint64_t tag, bool multiple, bool ack)
         }
         acked++;
         if (measure)
-            hist_add(&w->lat, now - w->slot_ns[s]);
+            bench_hist_add(&w->lat, now - w->slot_ns[s]);
     }
     while (w->oldest < w->next_tag && w->slot_tag[w->oldest % window] != w->oldest)
         w->oldest++;
@@ -646,7 +569,7 @@ static int publisher_flat_out(struct worker *w)
 static int wait_until(struct worker *w, uint64_t t_ns)
 {
     if (!w->b->confirms) {
-        sleep_until(t_ns);
+        bench_sleep_until(t_ns);
         return 0;
     }
     for (uint64_t now = clock_mono_ns(); now < t_ns; now = clock_mono_ns()) {
@@ -726,7 +649,7 @@ static void consumed(struct worker *w)
     atomic_fetch_add_explicit(&w->received, 1, memory_order_relaxed);
     if (w->body_seen && atomic_load_explicit(&w->b->phase, memory_order_relaxed) == PHASE_MEASURE) {
         uint64_t now = clock_mono_ns();
-        hist_add(&w->lat, now > w->msg_ns ? now - w->msg_ns : 0);
+        bench_hist_add(&w->lat, now > w->msg_ns ? now - w->msg_ns : 0);
     }
     amqp_maybe_release_buffers(w->conn);
 }
@@ -863,7 +786,7 @@ static bool pause_until(struct bench *b, uint64_t t_ns)
         if (workers_failed(b))
             return false;
         uint64_t step = 10 * 1000 * 1000ull;
-        sleep_until(t_ns - now < step ? t_ns : now + step);
+        bench_sleep_until(t_ns - now < step ? t_ns : now + step);
     }
     return !workers_failed(b);
 }
@@ -897,7 +820,7 @@ struct result {
     struct totals d;   /* in the measured window */
     struct totals all; /* the whole run */
     double seconds, cpu;
-    struct hist confirm_lat, e2e_lat;
+    struct bench_hist confirm_lat, e2e_lat;
 };
 
 static void join_kind(struct bench *b, bool consumers)
@@ -930,14 +853,14 @@ static void run_timed(struct bench *b, struct result *r)
     if (!pause_until(b, t0))
         return;
     struct totals s0 = totals_read(b);
-    double c0 = cpu_seconds();
+    double c0 = bench_cpu_seconds();
     t0 = clock_mono_ns();
     atomic_store(&b->phase, PHASE_MEASURE);
     pause_until(b, t0 + (uint64_t)(b->opt.seconds * 1e9));
     atomic_store(&b->phase, PHASE_STOP);
     uint64_t t1 = clock_mono_ns();
     r->d = totals_diff(s0, totals_read(b));
-    r->cpu = cpu_seconds() - c0;
+    r->cpu = bench_cpu_seconds() - c0;
     r->seconds = (double)(t1 - t0) / 1e9;
     join_kind(b, false);
     pause_until(b, clock_mono_ns() + CONSUMER_GRACE_NS);
@@ -946,7 +869,7 @@ static void run_timed(struct bench *b, struct result *r)
 /* --count: every message sent (and confirmed, or consumed when there are consumers). */
 static void run_counted(struct bench *b, struct result *r)
 {
-    double c0 = cpu_seconds();
+    double c0 = bench_cpu_seconds();
     uint64_t t0 = clock_mono_ns();
     atomic_store(&b->phase, PHASE_MEASURE);
     join_kind(b, false);
@@ -961,7 +884,7 @@ static void run_counted(struct bench *b, struct result *r)
     uint64_t t1 = clock_mono_ns();
     atomic_store(&b->phase, PHASE_STOP);
     r->d = totals_read(b);
-    r->cpu = cpu_seconds() - c0;
+    r->cpu = bench_cpu_seconds() - c0;
     r->seconds = (double)(t1 - t0) / 1e9;
 }
 
@@ -987,7 +910,7 @@ static int run(struct bench *b, struct result *r)
                     w->id, w->err);
             rc = -1;
         }
-        hist_merge(w->consumer ? &r->e2e_lat : &r->confirm_lat, &w->lat);
+        bench_hist_merge(w->consumer ? &r->e2e_lat : &r->confirm_lat, &w->lat);
     }
     if (rc == 0 && !ok) {
         fprintf(stderr, "bench_amqp: the connections were not set up in time\n");
@@ -999,13 +922,13 @@ static int run(struct bench *b, struct result *r)
 /* ---- output ------------------------------------------------------------------------------------
  */
 
-static void print_latency(const char *name, const struct hist *h)
+static void print_latency(const char *name, const struct bench_hist *h)
 {
     if (h->n == 0)
         return;
     printf(" %s_samples=%" PRIu64 " %s_p50_us=%.1f %s_p99_us=%.1f %s_p999_us=%.1f %s_max_us=%.1f",
-           name, h->n, name, hist_quantile_us(h, 0.50), name, hist_quantile_us(h, 0.99), name,
-           hist_quantile_us(h, 0.999), name, (double)h->max / 1e3);
+           name, h->n, name, bench_hist_quantile_us(h, 0.50), name, bench_hist_quantile_us(h, 0.99), name,
+           bench_hist_quantile_us(h, 0.999), name, (double)h->max / 1e3);
 }
 
 /* The headline rate: confirmed messages when publishing with confirms alone, else consumed. */

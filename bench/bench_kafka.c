@@ -267,7 +267,7 @@ static int produce_paced(struct loadgen_worker *w, rd_kafka_t *rk, rd_kafka_topi
 {
     while (loadgen_producing(w)) {
         uint64_t t = loadgen_next_send(w);
-        loadgen_sleep_until(t);
+        bench_sleep_until(t);
         int full;
         while ((full = produce_one(w, rkt, value, t)) == 1 && loadgen_producing(w))
             rd_kafka_poll(rk, 1);

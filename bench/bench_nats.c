@@ -219,7 +219,7 @@ static int publish_paced(struct nworker *x, void *value)
     struct loadgen_worker *w = x->w;
     while (loadgen_producing(w)) {
         uint64_t t = loadgen_next_send(w);
-        loadgen_sleep_until(t);
+        bench_sleep_until(t);
         int full;
         while (loadgen_room(w, 1) == 0 && loadgen_producing(w))
             usleep(WAIT_US);

@@ -27,77 +27,6 @@ static const char *const scenario_names[] = {"produce", "consume", "latency"};
 
 /* ---- time and histograms -------------------------------------------------------------------- */
 
-void loadgen_sleep_until(uint64_t t_ns)
-{
-    struct timespec ts = {.tv_sec = (time_t)(t_ns / 1000000000u),
-                          .tv_nsec = (long)(t_ns % 1000000000u)};
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-        ;
-}
-
-static double cpu_seconds(void)
-{
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) < 0)
-        return 0;
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
-static unsigned hist_index(uint64_t v)
-{
-    if (v < LOADGEN_HIST_SUB)
-        return (unsigned)v;
-    unsigned e = 63u - (unsigned)__builtin_clzll(v); /* >= LOADGEN_HIST_SUB_BITS */
-    unsigned sub = (unsigned)(v >> (e - LOADGEN_HIST_SUB_BITS)) & (LOADGEN_HIST_SUB - 1);
-    return (e - LOADGEN_HIST_SUB_BITS + 1) * LOADGEN_HIST_SUB + sub;
-}
-
-/* The middle of bucket i. */
-static double hist_value(unsigned i)
-{
-    if (i < LOADGEN_HIST_SUB)
-        return i;
-    unsigned e = i / LOADGEN_HIST_SUB + LOADGEN_HIST_SUB_BITS - 1;
-    uint64_t lo = ((uint64_t)LOADGEN_HIST_SUB + i % LOADGEN_HIST_SUB)
-                  << (e - LOADGEN_HIST_SUB_BITS);
-    return (double)lo + (double)(1ull << (e - LOADGEN_HIST_SUB_BITS)) / 2;
-}
-
-static void hist_add(struct loadgen_hist *h, uint64_t v)
-{
-    h->b[hist_index(v)]++;
-    h->n++;
-    if (v > h->max)
-        h->max = v;
-}
-
-static void hist_merge(struct loadgen_hist *into, const struct loadgen_hist *h)
-{
-    for (unsigned i = 0; i < LOADGEN_HIST_BUCKETS; i++)
-        into->b[i] += h->b[i];
-    into->n += h->n;
-    if (h->max > into->max)
-        into->max = h->max;
-}
-
-/* The q-quantile (0 < q <= 1) in microseconds; -1 when the histogram is empty. */
-static double hist_quantile_us(const struct loadgen_hist *h, double q)
-{
-    if (h->n == 0)
-        return -1;
-    uint64_t rank = (uint64_t)(q * (double)h->n + 0.999999);
-    if (rank < 1)
-        rank = 1;
-    uint64_t seen = 0;
-    for (unsigned i = 0; i < LOADGEN_HIST_BUCKETS; i++) {
-        seen += h->b[i];
-        if (seen >= rank)
-            return hist_value(i) / 1e3;
-    }
-    return (double)h->max / 1e3;
-}
-
 /* ---- the workers' side ------------------------------------------------------------------------
  */
 
@@ -219,7 +148,7 @@ void loadgen_acked(struct loadgen_worker *w, uint64_t sent_ns)
 {
     if (loadgen_measuring(w) && sent_ns) {
         uint64_t now = clock_mono_ns();
-        hist_add(&w->lat, now > sent_ns ? now - sent_ns : 0);
+        bench_hist_add(&w->lat, now > sent_ns ? now - sent_ns : 0);
     }
     atomic_fetch_add_explicit(&w->acked, 1, memory_order_relaxed);
 }
@@ -234,7 +163,7 @@ void loadgen_received(struct loadgen_worker *w, size_t len, uint64_t sent_ns)
     struct loadgen *g = w->g;
     if (g->opt.scenario == LOADGEN_LATENCY && sent_ns && loadgen_measuring(w)) {
         uint64_t now = clock_mono_ns();
-        hist_add(&w->lat, now > sent_ns ? now - sent_ns : 0);
+        bench_hist_add(&w->lat, now > sent_ns ? now - sent_ns : 0);
     }
     atomic_fetch_add_explicit(&w->received_bytes, len, memory_order_relaxed);
     uint64_t n = atomic_fetch_add_explicit(&w->received, 1, memory_order_relaxed) + 1;
@@ -293,7 +222,7 @@ struct result {
     double start_seconds; /* consume: from the start of the read to its first record */
     uint64_t filled;      /* consume: records acknowledged by the fill */
     bool complete;        /* consume: every filled record was read */
-    struct loadgen_hist delivery, e2e;
+    struct bench_hist delivery, e2e;
 };
 
 /* Starts nconsumers consumers, then nproducers producers sharing quota records (0: no quota). */
@@ -355,7 +284,7 @@ static bool pause_until(struct loadgen *g, uint64_t t_ns)
     for (uint64_t now = clock_mono_ns(); now < t_ns; now = clock_mono_ns()) {
         if (aborted(g))
             return false;
-        loadgen_sleep_until(t_ns - now < STEP_NS ? t_ns : now + STEP_NS);
+        bench_sleep_until(t_ns - now < STEP_NS ? t_ns : now + STEP_NS);
     }
     return !aborted(g);
 }
@@ -372,7 +301,7 @@ static bool first_record(struct loadgen *g)
             loadgen_fail(&g->workers[0], "no record arrived within %d s", READY_TIMEOUT_S);
             return false;
         }
-        loadgen_sleep_until(clock_mono_ns() + STEP_NS / 10);
+        bench_sleep_until(clock_mono_ns() + STEP_NS / 10);
     }
     return true;
 }
@@ -386,14 +315,14 @@ static void run_timed(struct loadgen *g, struct result *r)
     if (!pause_until(g, clock_mono_ns() + (uint64_t)(g->opt.warmup * 1e9)))
         return;
     struct totals s0 = totals_read(g);
-    double c0 = cpu_seconds();
+    double c0 = bench_cpu_seconds();
     uint64_t t0 = clock_mono_ns();
     atomic_store(&g->phase, LOADGEN_MEASURE);
     pause_until(g, t0 + (uint64_t)(g->opt.seconds * 1e9));
     atomic_store(&g->phase, LOADGEN_STOP);
     uint64_t t1 = clock_mono_ns();
     r->d = totals_diff(s0, totals_read(g));
-    r->cpu = cpu_seconds() - c0;
+    r->cpu = bench_cpu_seconds() - c0;
     r->seconds = (double)(t1 - t0) / 1e9;
     atomic_store(&g->stop_producing, true);
     join_kind(g, false);
@@ -407,7 +336,7 @@ static void run_consume(struct loadgen *g, struct result *r)
     uint64_t deadline = f0 + (uint64_t)(g->opt.fill_seconds * 1e9);
     atomic_store(&g->phase, LOADGEN_FILL);
     while (!all_finished(g, false) && !aborted(g) && clock_mono_ns() < deadline)
-        loadgen_sleep_until(clock_mono_ns() + STEP_NS);
+        bench_sleep_until(clock_mono_ns() + STEP_NS);
     atomic_store(&g->stop_producing, true);
     join_kind(g, false);
     r->fill_seconds = (double)(clock_mono_ns() - f0) / 1e9;
@@ -415,20 +344,20 @@ static void run_consume(struct loadgen *g, struct result *r)
     if (aborted(g))
         return;
     atomic_store(&g->consume_target, r->filled);
-    double c0 = cpu_seconds();
+    double c0 = bench_cpu_seconds();
     uint64_t t0 = clock_mono_ns();
     double limit = g->opt.seconds * 20 > 60 ? g->opt.seconds * 20 : 60;
     deadline = t0 + (uint64_t)(limit * 1e9);
     atomic_store(&g->phase, LOADGEN_MEASURE);
     while (!all_finished(g, true) && !aborted(g) && clock_mono_ns() < deadline)
-        loadgen_sleep_until(clock_mono_ns() + STEP_NS / 10);
+        bench_sleep_until(clock_mono_ns() + STEP_NS / 10);
     uint64_t t1 = clock_mono_ns();
     struct totals t = totals_read(g);
     struct loadgen_worker *c = &g->workers[0];
     uint64_t first = atomic_load(&c->first_ns), last = atomic_load(&c->last_ns);
     r->complete = t.received >= g->consume_target && last > 0;
     r->start_seconds = first ? (double)(first - t0) / 1e9 : -1;
-    r->cpu = cpu_seconds() - c0;
+    r->cpu = bench_cpu_seconds() - c0;
     /* the read's rate: from its first record to its last, without the client's start */
     r->seconds = first ? (double)((r->complete ? last : t1) - first) / 1e9 : 0;
     r->d = t;
@@ -462,7 +391,7 @@ static int run(struct loadgen *g, struct result *r)
                     w->consumer ? "consumer" : "producer", w->id, w->err);
             rc = -1;
         }
-        hist_merge(w->consumer ? &r->e2e : &r->delivery, &w->lat);
+        bench_hist_merge(w->consumer ? &r->e2e : &r->delivery, &w->lat);
     }
     if (rc == 0 && !ok) {
         fprintf(stderr, "bench_%s: the clients were not set up within %d s\n", g->ops->name,
@@ -479,13 +408,13 @@ static int run(struct loadgen *g, struct result *r)
 /* ---- output ------------------------------------------------------------------------------------
  */
 
-static void print_latency(const char *name, const struct loadgen_hist *h)
+static void print_latency(const char *name, const struct bench_hist *h)
 {
     if (h->n == 0)
         return;
     printf(" %s_samples=%" PRIu64 " %s_p50_us=%.1f %s_p99_us=%.1f %s_p999_us=%.1f %s_max_us=%.1f",
-           name, h->n, name, hist_quantile_us(h, 0.50), name, hist_quantile_us(h, 0.99), name,
-           hist_quantile_us(h, 0.999), name, (double)h->max / 1e3);
+           name, h->n, name, bench_hist_quantile_us(h, 0.50), name, bench_hist_quantile_us(h, 0.99), name,
+           bench_hist_quantile_us(h, 0.999), name, (double)h->max / 1e3);
 }
 
 static void print_result(const struct loadgen *g, const struct result *r)

@@ -37,13 +37,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "benchutil.h"
+
 #define LOADGEN_STAMP_BYTES 16 /* send time + sequence number at the start of every value */
 #define LOADGEN_MAX_WORKERS 33
-
-/* Log-linear histogram: exact below 64 ns, then 64 buckets per power of two (< 1.6% error). */
-#define LOADGEN_HIST_SUB_BITS 6
-#define LOADGEN_HIST_SUB (1u << LOADGEN_HIST_SUB_BITS)
-#define LOADGEN_HIST_BUCKETS ((64 - LOADGEN_HIST_SUB_BITS + 1) * LOADGEN_HIST_SUB)
 
 enum loadgen_scenario { LOADGEN_PRODUCE, LOADGEN_CONSUME, LOADGEN_LATENCY };
 
@@ -70,11 +67,6 @@ struct loadgen_options {
     const char *topic; /* default bench-<pid> */
 };
 
-struct loadgen_hist {
-    uint64_t n, max;
-    uint64_t b[LOADGEN_HIST_BUCKETS];
-};
-
 struct loadgen;
 
 /* One producer or consumer and its thread. */
@@ -92,7 +84,7 @@ struct loadgen_worker {
     uint64_t seq;              /* next value sequence number */
     uint64_t interval_ns;      /* latency: time between this producer's sends */
     uint64_t next_ns;          /* latency: the next scheduled send time */
-    struct loadgen_hist lat;   /* producer: delivery latency; consumer: end-to-end latency */
+    struct bench_hist lat;     /* producer: delivery latency; consumer: end-to-end latency */
     char err[256];             /* the first failure, set by loadgen_fail */
 };
 
@@ -176,7 +168,5 @@ void loadgen_acked(struct loadgen_worker *w, uint64_t sent_ns);
 void loadgen_ack_failed(struct loadgen_worker *w);
 /* A record of len value bytes, sent at sent_ns (0: unknown), arrived now. */
 void loadgen_received(struct loadgen_worker *w, size_t len, uint64_t sent_ns);
-
-void loadgen_sleep_until(uint64_t t_ns);
 
 #endif
