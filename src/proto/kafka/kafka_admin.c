@@ -53,12 +53,12 @@ static void topic_meta(struct kafka_req *r, struct kafka_metadata_response_topic
     };
 }
 
-/* The topic named by a request, auto-created when allowed; *error set when there is none. */
-static struct stream_topic *topic_or_create(struct kafka_req *r, struct kafka_str name,
-                                            bool allow_create, int16_t *error)
+struct stream_topic *kafka_topic_or_create(struct kafka_req *r, struct kafka_str name,
+                                           bool allow_create, int16_t *error)
 {
     struct stream_mgr *m = r->c->srv->streams;
-    struct stream_topic *t = stream_find(m, (const char *)name.p, (size_t)name.len);
+    size_t len = name.len > 0 ? (size_t)name.len : 0;
+    struct stream_topic *t = stream_find(m, (const char *)name.p, len);
     *error = KERR_NONE;
     if (t)
         return t;
@@ -101,7 +101,7 @@ void kafka_handle_metadata(struct kafka_req *r, const struct kafka_metadata_requ
         bool create = r->version < 4 || m->allow_auto_topic_creation;
         for (int32_t i = 0; i < n; i++) {
             int16_t error;
-            struct stream_topic *t = topic_or_create(r, m->topics.v[i].name, create, &error);
+            struct stream_topic *t = kafka_topic_or_create(r, m->topics.v[i].name, create, &error);
             if (t) {
                 topic_meta(r, &ts[i], t);
             } else {

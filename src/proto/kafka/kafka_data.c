@@ -130,15 +130,8 @@ void kafka_handle_produce(struct kafka_req *r, const struct kafka_produce_reques
         struct kafka_produce_response_partition *ps = kafka_alloc(r, (size_t)np, sizeof(*ps));
         int16_t terr = KERR_NONE;
         struct stream_topic *t = NULL;
-        if (!bad_acks && m->transactional_id.len < 0) {
-            struct stream_mgr *sm = r->c->srv->streams;
-            t = stream_find(sm, (const char *)in->name.p, (size_t)(in->name.len > 0 ? in->name.len : 0));
-            if (!t && stream_mgr_defaults(sm)->auto_create) {
-                struct stream_err err;
-                if (stream_create(sm, kafka_cstr(r, in->name), -1, NULL, 0, false, &t, &err) < 0)
-                    terr = kafka_stream_error(&err);
-            }
-        }
+        if (!bad_acks && m->transactional_id.len < 0)
+            t = kafka_topic_or_create(r, in->name, true, &terr);
         for (int32_t k = 0; k < np; k++) {
             produce_partition(t, &in->partition_data.v[k], acks, w, &ps[k]);
             if (bad_acks)

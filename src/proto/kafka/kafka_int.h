@@ -128,6 +128,10 @@ void kafka_conn_close(struct kafka_conn *c, const char *why);
 void *kafka_alloc(struct kafka_req *r, size_t count, size_t size);
 /* A NUL-terminated copy of s in the arena ("" for null). */
 char *kafka_cstr(struct kafka_req *r, struct kafka_str s);
+/* The topic a request names, auto-created (Metadata, Produce) when allow_create and
+ * --auto-create-topics say so; NULL with *error set when there is none. */
+struct stream_topic *kafka_topic_or_create(struct kafka_req *r, struct kafka_str name,
+                                           bool allow_create, int16_t *error);
 /* Maps a broker stream error to a Kafka error code. */
 int16_t kafka_stream_error(const struct stream_err *err);
 
