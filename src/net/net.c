@@ -4,13 +4,20 @@
  * A connection owns three handles: the socket, an idle handle and a timer. They are closed
  * together and the conn is freed when the last close callback runs, after on_close.
  *
- * Output is a queue of buffers. Nodes from the head are either "in flight" (handed to one
- * uv_write, at most one at a time) or "unsent" (a suffix starting at first_unsent). Small
- * writes are copied into an unsent tail node, so a session's many small frames become one
- * buffer. The idle handle flushes what was queued during a loop iteration: an active idle
- * handle runs before the loop polls and keeps that poll from blocking, so a write made from
- * any callback (even another conn's idle callback) goes out before the loop sleeps. A flush
- * tries uv_try_write first and hands the rest to uv_write; 64 KiB of unsent bytes flush at once.
+ * Output is a queue of nodes: memory buffers and file ranges. Nodes from the head are either
+ * "in flight" (memory handed to one uv_write, at most one at a time) or "unsent" (a suffix
+ * starting at first_unsent). Small writes are copied into an unsent tail node, so a session's
+ * many small frames become one buffer. The idle handle flushes what was queued during a loop
+ * iteration: an active idle handle runs before the loop polls and keeps that poll from
+ * blocking, so a write made from any callback (even another conn's idle callback) goes out
+ * before the loop sleeps. A flush tries uv_try_write first and hands the rest to uv_write;
+ * 64 KiB of unsent bytes flush at once.
+ *
+ * File ranges go out with sendfile(2) once everything before them is written; a uv_write never
+ * holds one. When the socket takes no more, the next NET_NUDGE bytes of the range are read
+ * into a memory node put before it and handed to uv_write: libuv waits for the socket to
+ * become writable, and its write callback resumes the sendfile. So nothing but the socket
+ * watcher libuv already has is polled, at the cost of copying one small piece per stall.
  *
  * Close: OPEN -> FLUSHING (write what is queued) -> SHUTDOWN (uv_shutdown sends FIN) ->
  * LINGER (read and discard until the peer's FIN, so unread input cannot turn our close into
@@ -20,11 +27,14 @@
  */
 #include "net/net.h"
 
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
+#include <unistd.h>
 
 #include "base/tern.h"
 
@@ -35,6 +45,7 @@
 #define NET_IN_KEEP (16u * 1024) /* an empty input buffer with more capacity is released */
 #define NET_IOV_MAX 64
 #define NET_CLOSE_MS 1000
+#define NET_NUDGE (16u * 1024) /* bytes of a stalled file range copied to wait for the socket */
 
 enum net_state {
     NET_OPEN,     /* reading (unless paused or not started) and writing */
@@ -48,6 +59,12 @@ struct net_out {
     struct net_out *next;
     struct buf b;
     size_t off; /* bytes of b already accepted by the kernel */
+    /* a file range instead of memory (release set): bytes [pos, pos + flen) of fd */
+    void (*release)(void *arg);
+    void *arg;
+    int fd;
+    int64_t pos;
+    size_t flen;
 };
 
 struct net_listener {
@@ -84,6 +101,7 @@ struct net_conn {
 
 static atomic_size_t net_bytes;
 static atomic_uint_fast64_t net_next_id = 1;
+static atomic_uint_fast64_t net_file_bytes;
 
 static void net_count(size_t add, size_t sub)
 {
@@ -98,6 +116,20 @@ size_t net_buffered_bytes(void)
     return atomic_load_explicit(&net_bytes, memory_order_relaxed);
 }
 
+uint64_t net_sendfile_bytes(void)
+{
+    return atomic_load_explicit(&net_file_bytes, memory_order_relaxed);
+}
+
+/* Frees a node that left the queue: memory, or a file range handed back to its owner. */
+static void out_free(struct net_out *o)
+{
+    if (o->release)
+        o->release(o->arg);
+    buf_fini(&o->b);
+    free(o);
+}
+
 /* ---- closing ------------------------------------------------------------------------------ */
 
 static void free_queue(struct net_conn *c)
@@ -107,8 +139,7 @@ static void free_queue(struct net_conn *c)
         struct net_out *o = c->head;
         c->head = o->next;
         held += o->b.len - o->off;
-        buf_fini(&o->b);
-        free(o);
+        out_free(o);
     }
     c->tail = c->first_unsent = NULL;
     net_count(0, held);
@@ -221,12 +252,13 @@ static void update_reading(struct net_conn *c)
 
 /* ---- writing ------------------------------------------------------------------------------ */
 
-/* Fills bufs from the first unsent node; returns the count and the bytes in *bytes. */
+/* Fills bufs from the first unsent node up to a file range; returns the count and the bytes
+ * in *bytes. */
 static unsigned gather(struct net_conn *c, uv_buf_t *bufs, size_t *bytes)
 {
     unsigned n = 0;
     *bytes = 0;
-    for (struct net_out *o = c->first_unsent; o && n < NET_IOV_MAX; o = o->next) {
+    for (struct net_out *o = c->first_unsent; o && !o->release && n < NET_IOV_MAX; o = o->next) {
         size_t len = o->b.len - o->off;
         TERN_ASSERT(len <= UINT32_MAX);
         bufs[n++] = uv_buf_init((char *)o->b.p + o->off, (unsigned)len);
@@ -250,45 +282,121 @@ static void sent_now(struct net_conn *c, size_t n)
         }
         n -= left;
         c->head = o->next;
-        buf_fini(&o->b);
-        free(o);
+        out_free(o);
     }
     if (!c->head)
         c->tail = NULL;
     c->first_unsent = c->head;
 }
 
+/* Takes the file range at the head (nothing in flight) out of the queue. */
+static void file_done(struct net_conn *c)
+{
+    struct net_out *o = c->head;
+    c->head = c->first_unsent = o->next;
+    if (!c->head)
+        c->tail = NULL;
+    out_free(o);
+}
+
+/* Copies the next NET_NUDGE bytes of the file range at the head into a memory node before it,
+ * for uv_write to send once the socket is writable. Returns 0 or a libuv error. */
+static int file_nudge(struct net_conn *c)
+{
+    struct net_out *f = c->head;
+    size_t n = f->flen < NET_NUDGE ? f->flen : NET_NUDGE;
+    struct net_out *o = tern_xcalloc(1, sizeof(*o));
+    ssize_t got = pread(f->fd, buf_reserve(&o->b, n), n, (off_t)f->pos);
+    if (got != (ssize_t)n) {
+        free(o);
+        return got < 0 ? uv_translate_sys_error(errno) : UV_EIO;
+    }
+    o->b.len = n;
+    f->pos += (int64_t)n;
+    f->flen -= n;
+    net_count(n, 0);
+    o->next = f;
+    c->head = c->first_unsent = o;
+    if (f->flen == 0) { /* all of it copied: the range is done */
+        o->next = f->next;
+        if (c->tail == f)
+            c->tail = o;
+        out_free(f);
+    }
+    return 0;
+}
+
+/* Sends the file range at the head (nothing in flight) with sendfile until it is done or the
+ * socket takes no more (then a nudge heads the queue). Returns false when the conn failed. */
+static bool send_file(struct net_conn *c)
+{
+    struct net_out *f = c->head;
+    uv_os_fd_t sock;
+    int err = uv_fileno((uv_handle_t *)&c->tcp, &sock);
+    while (err == 0 && f->flen) {
+        off_t pos = (off_t)f->pos;
+        ssize_t n = sendfile(sock, f->fd, &pos, f->flen);
+        if (n > 0) {
+            f->pos += n;
+            f->flen -= (size_t)n;
+            c->out_bytes -= (size_t)n;
+            c->unsent_bytes -= (size_t)n;
+            atomic_fetch_add_explicit(&net_file_bytes, (uint64_t)n, memory_order_relaxed);
+        } else if (n == 0) {
+            err = UV_EIO; /* the file is shorter than the range promised */
+        } else if (errno == EAGAIN) {
+            err = file_nudge(c);
+            if (err == 0)
+                return true;
+        } else if (errno != EINTR) {
+            err = uv_translate_sys_error(errno);
+        }
+    }
+    if (err) {
+        fail(c, err);
+        return false;
+    }
+    file_done(c);
+    return true;
+}
+
 static void write_cb(uv_write_t *req, int status);
 
-/* Hands unsent output to the kernel: uv_try_write, then uv_write for the rest. */
+/* Hands unsent output to the kernel: file ranges with sendfile, memory with uv_try_write, then
+ * uv_write for what the socket does not take now. */
 static void flush(struct net_conn *c)
 {
-    if (c->writing || !c->first_unsent || c->state >= NET_SHUTDOWN)
-        return;
-    uv_buf_t bufs[NET_IOV_MAX];
-    size_t bytes;
-    unsigned n = gather(c, bufs, &bytes);
-    int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
-    if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
-        fail(c, r);
-        return;
-    }
-    if (r > 0) {
-        sent_now(c, (size_t)r);
-        if (!c->first_unsent)
+    while (!c->writing && c->first_unsent && c->state < NET_SHUTDOWN) {
+        if (c->first_unsent->release) {
+            if (!send_file(c))
+                return;
+            continue; /* what follows, or the nudge */
+        }
+        uv_buf_t bufs[NET_IOV_MAX];
+        size_t bytes;
+        unsigned n = gather(c, bufs, &bytes);
+        int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+        if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
+            fail(c, r);
             return;
-        n = gather(c, bufs, &bytes);
+        }
+        if (r > 0) {
+            sent_now(c, (size_t)r);
+            if ((size_t)r == bytes)
+                continue; /* maybe a file range next, or more than NET_IOV_MAX nodes */
+            n = gather(c, bufs, &bytes);
+        }
+        r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, n, write_cb);
+        if (r < 0) {
+            fail(c, r);
+            return;
+        }
+        c->writing = true;
+        c->nflight = n;
+        c->unsent_bytes -= bytes;
+        while (n--)
+            c->first_unsent = c->first_unsent->next;
     }
-    r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, n, write_cb);
-    if (r < 0) {
-        fail(c, r);
-        return;
-    }
-    c->writing = true;
-    c->nflight = n;
-    c->unsent_bytes -= bytes;
-    while (n--)
-        c->first_unsent = c->first_unsent->next;
 }
 
 static void shutdown_cb(uv_shutdown_t *req, int status)
@@ -333,8 +441,7 @@ static void write_cb(uv_write_t *req, int status)
         struct net_out *o = c->head;
         c->head = o->next;
         bytes += o->b.len - o->off;
-        buf_fini(&o->b);
-        free(o);
+        out_free(o);
     }
     if (!c->head)
         c->tail = NULL;
@@ -432,7 +539,7 @@ void net_conn_write(struct net_conn *c, struct buf *data)
         return;
     }
     struct net_out *t = c->first_unsent ? c->tail : NULL; /* unsent nodes are a suffix */
-    if (t && n <= NET_COALESCE_MAX && t->b.len - t->off + n <= NET_FLUSH_NOW) {
+    if (t && !t->release && n <= NET_COALESCE_MAX && t->b.len - t->off + n <= NET_FLUSH_NOW) {
         buf_put(&t->b, data->p, n);
         buf_fini(data);
     } else {
@@ -455,6 +562,30 @@ void net_conn_write(struct net_conn *c, struct buf *data)
         flush(c);
     if (!c->writing && c->state != NET_CLOSED)
         uv_idle_start(&c->idle, idle_cb); /* flush the rest, or report the drain */
+}
+
+void net_conn_sendfile(struct net_conn *c, int fd, int64_t pos, size_t len,
+                       void (*release)(void *arg), void *arg)
+{
+    TERN_ASSERT(release && pos >= 0);
+    if (len == 0 || c->state > NET_FLUSHING) {
+        release(arg);
+        return;
+    }
+    struct net_out *o = tern_xcalloc(1, sizeof(*o));
+    *o = (struct net_out){.release = release, .arg = arg, .fd = fd, .pos = pos, .flen = len};
+    if (c->tail)
+        c->tail->next = o;
+    else
+        c->head = o;
+    c->tail = o;
+    if (!c->first_unsent)
+        c->first_unsent = o;
+    c->out_bytes += len;
+    c->unsent_bytes += len;
+    c->drain_owed = true;
+    if (!c->writing && c->state != NET_CLOSED)
+        uv_idle_start(&c->idle, idle_cb); /* sent with the rest before the loop polls */
 }
 
 size_t net_conn_pending(const struct net_conn *c)
