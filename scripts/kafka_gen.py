@@ -710,6 +710,10 @@ int kafka_msg_request_encode(int16_t api_key, int16_t version, const void *m, st
 int kafka_msg_response_decode(int16_t api_key, int16_t version, const uint8_t *p, size_t len,
                               struct arena *a, void *out);
 int kafka_msg_response_encode(int16_t api_key, int16_t version, const void *m, struct buf *out);
+/* Writes the response chosen by api key into w, which the caller set up (with room for gaps,
+ * kafka_wire.h); returns 0 or the error that also fails w (kafka_wire_wr_end cuts it back). */
+int kafka_msg_response_write(int16_t api_key, int16_t version, const void *m,
+                             struct kafka_wire_wr *w);
 
 /* True when a and b, two structs described by d, hold the same values in every field that
  * version carries (slices compared by content, arrays element by element). */
@@ -923,6 +927,21 @@ def gen_dispatch(apis, d, kind):
     return "".join(out)
 
 
+def gen_write_dispatch(apis):
+    """kafka_msg_response_write: a response into a writer the caller set up (gaps)."""
+    out = ["int kafka_msg_response_write(int16_t api_key, int16_t version, const void *m,\n"
+           "                             struct kafka_wire_wr *w)\n",
+           "{\n    switch (api_key) {\n"]
+    for a in sorted(apis, key=lambda x: x.key):
+        out.append(f"    case {a.enum}:\n"
+                   f"        if (version < {a.lo} || version > {a.hi})\n"
+                   "            return TERN_ENOTSUP;\n"
+                   f"        wr_{a.cname}_response(w, version, m);\n"
+                   "        return w->err;\n")
+    out.append("    default:\n        return TERN_ENOTSUP;\n    }\n}\n")
+    return "".join(out)
+
+
 def gen_source(apis):
     out = [BANNER, SOURCE_TOP]
     for a in apis:
@@ -952,6 +971,7 @@ def gen_source(apis):
     for d in ("request", "response"):
         for kind in ("decode", "encode"):
             out += ["\n", gen_dispatch(apis, d, kind)]
+    out += ["\n", gen_write_dispatch(apis)]
     out += ["\n", SOURCE_BOTTOM]
     return "".join(out)
 

@@ -72,15 +72,16 @@ void net_conn_start(struct net_conn *c, const struct net_conn_ops *ops, void *ct
  */
 void net_conn_write(struct net_conn *c, struct buf *data);
 /*
- * Queues bytes [pos, pos + len) of the open file fd, to go out with sendfile(2) in order with
- * the writes around it (the bytes are not copied: the file must keep them, and fd stay open,
- * until release). release(arg) is called exactly once, when the range has been sent or dropped
- * (the conn closed): from the loop, or from inside this or a later net_conn_* call on c. A file
- * shorter than the range fails the conn. File ranges count in net_conn_pending, not in
- * net_buffered_bytes.
+ * Queues bytes [pos, pos + len) of the open file fd, to go out in order with the writes around
+ * it without being held in memory: read in chunks when the socket can take them (or sent with
+ * sendfile(2), see net_set_sendfile). The file must keep the bytes, and fd stay open, until
+ * release(arg), which is called exactly once, when the range has been sent or dropped (the
+ * conn closed): from the loop, or from inside this or a later net_conn_* call on c. A file
+ * shorter than the range fails the conn. A stalled range holds at most 16 KiB of memory. File
+ * ranges count in net_conn_pending, not in net_buffered_bytes.
  */
-void net_conn_sendfile(struct net_conn *c, int fd, int64_t pos, size_t len,
-                       void (*release)(void *arg), void *arg);
+void net_conn_write_file(struct net_conn *c, int fd, int64_t pos, size_t len,
+                         void (*release)(void *arg), void *arg);
 /* Bytes queued and not yet accepted by the kernel. */
 size_t net_conn_pending(const struct net_conn *c);
 /* Stops reading (idempotent). While paused, a peer's EOF or reset is not noticed. */
@@ -104,7 +105,11 @@ bool net_conn_peer_is_loopback(const struct net_conn *c);
 uint64_t net_conn_id(const struct net_conn *c);
 /* Total bytes held in all connections' input and output buffers (the memory high-water mark). */
 size_t net_buffered_bytes(void);
-/* Total bytes that went out with sendfile (file ranges, not the copied nudges), since start. */
-uint64_t net_sendfile_bytes(void);
+/* Total bytes of file ranges written to sockets straight from their files (not the nudges held
+ * in memory while a socket was full), since start. */
+uint64_t net_file_bytes(void);
+/* File ranges go out with sendfile(2) (true) or are read into a scratch buffer and written
+ * (false, the default: faster on loopback, see net.c). For every conn, from the next range. */
+void net_set_sendfile(bool on);
 
 #endif

@@ -240,6 +240,11 @@ static int set_node_id(struct config *cfg, const char *value, const char **why)
     return rc;
 }
 
+static int set_sendfile(struct config *cfg, const char *value, const char **why)
+{
+    return set_bool(&cfg->sendfile, value, why);
+}
+
 static int set_auto_create_topics(struct config *cfg, const char *value, const char **why)
 {
     return set_bool(&cfg->auto_create_topics, value, why);
@@ -347,8 +352,8 @@ static const struct config_option config_options[] = {
      "fsync always: least time between two small fsyncs of one log (0: back to back)",
      CONFIG_STR(CONFIG_DEFAULT_GROUP_COMMIT_MS), set_group_commit_ms},
     {"log-cleaner-interval-ms", CONFIG_KIND_VALUE, "N",
-     "how often compacted topics are checked for a compaction pass",
-     "15000", set_log_cleaner_interval_ms},
+     "how often compacted topics are checked for a compaction pass", "15000",
+     set_log_cleaner_interval_ms},
     {"default-user", CONFIG_KIND_VALUE, "NAME",
      "AMQP user created at start (guest may log in only from loopback)", "guest", set_default_user},
     {"default-pass", CONFIG_KIND_VALUE, "PASS", "password of the default user", "guest",
@@ -381,8 +386,11 @@ static const struct config_option config_options[] = {
     {"kafka-sasl", CONFIG_KIND_VALUE, "BOOL",
      "Kafka: require SASL PLAIN with the default user before other requests", "false",
      set_kafka_sasl},
-    {"max-request-bytes", CONFIG_KIND_VALUE, "N", "Kafka: largest request accepted",
-     "104857600", set_max_request_bytes},
+    {"max-request-bytes", CONFIG_KIND_VALUE, "N", "Kafka: largest request accepted", "104857600",
+     set_max_request_bytes},
+    {"sendfile", CONFIG_KIND_VALUE, "BOOL",
+     "Kafka: send fetched records with sendfile(2) instead of copying them through a small buffer",
+     "false", set_sendfile},
     {"help", CONFIG_KIND_HELP, NULL, "print this help and exit", NULL, NULL},
     {"version", CONFIG_KIND_VERSION, NULL, "print the version and exit", NULL, NULL},
 };

@@ -53,17 +53,17 @@ struct config {
     enum tlog_level log_level;
     uint64_t segment_bytes;
     uint32_t checkpoint_interval_ms;
-    uint32_t group_commit_ms; /* least ms between two fsyncs of one log (fsync always) */
+    uint32_t group_commit_ms;         /* least ms between two fsyncs of one log (fsync always) */
     uint32_t log_cleaner_interval_ms; /* how often compacted logs are checked for a pass */
     /* AMQP 0-9-1 (defaults are RabbitMQ's) */
-    char *default_user;            /* owned; "guest" */
-    char *default_pass;            /* owned; "guest" */
-    uint32_t heartbeat_s;          /* proposed in connection.tune; 0 disables */
-    uint32_t frame_max;            /* proposed in connection.tune; >= 4096 */
-    uint16_t channel_max;          /* proposed in connection.tune; 1..65535 */
-    uint64_t max_message_size;     /* body bytes; larger publishes get 406 */
-    uint32_t max_connections;      /* 0: unlimited */
-    uint32_t handshake_timeout_ms; /* connection.open must arrive within this */
+    char *default_user;             /* owned; "guest" */
+    char *default_pass;             /* owned; "guest" */
+    uint32_t heartbeat_s;           /* proposed in connection.tune; 0 disables */
+    uint32_t frame_max;             /* proposed in connection.tune; >= 4096 */
+    uint16_t channel_max;           /* proposed in connection.tune; 1..65535 */
+    uint64_t max_message_size;      /* body bytes; larger publishes get 406 */
+    uint32_t max_connections;       /* 0: unlimited */
+    uint32_t handshake_timeout_ms;  /* connection.open must arrive within this */
     uint64_t memory_high_watermark; /* bytes of buffered data-path memory; publishers block above */
     /* Kafka */
     char *advertised_host;      /* owned; NULL: the bind address */
@@ -73,6 +73,7 @@ struct config {
     uint32_t num_partitions;    /* partitions of auto-created topics (1) */
     bool kafka_sasl;            /* require SASL PLAIN (default user) before other requests */
     uint32_t max_request_bytes; /* socket.request.max.bytes (104857600) */
+    bool sendfile;              /* fetched records go out with sendfile(2) (false: copied) */
 };
 
 /* What main() should do after config_parse() succeeds. */

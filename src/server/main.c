@@ -27,6 +27,7 @@
 #include "broker/group.h"
 #include "broker/stream.h"
 #include "broker/vhost.h"
+#include "net/net.h"
 #include "os/file.h"
 #include "proto/amqp/amqp_server.h"
 #include "proto/kafka/kafka_server.h"
@@ -246,8 +247,8 @@ static int open_kafka(struct server *srv)
     struct stream_defaults d = {.partitions = (int32_t)c->num_partitions,
                                 .auto_create = c->auto_create_topics,
                                 .max_partitions = 10000};
-    int rc = stream_mgr_open(&srv->loop, srv->store, srv->catalog, &d, &srv->streams, err,
-                             sizeof(err));
+    int rc =
+        stream_mgr_open(&srv->loop, srv->store, srv->catalog, &d, &srv->streams, err, sizeof(err));
     if (rc < 0) {
         TLOG_ERRNO("server", rc, "event=open_failed topics msg=\"%s\"", err);
         return rc;
@@ -268,6 +269,7 @@ static int open_kafka(struct server *srv)
         .user = c->default_user,
         .pass = c->default_pass,
     };
+    net_set_sendfile(c->sendfile);
     rc = kafka_server_start(&srv->loop, srv->streams, srv->groups, srv->catalog, c->bind,
                             c->kafka_port, &kcfg, &srv->kafka);
     if (rc < 0) {

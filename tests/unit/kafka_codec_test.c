@@ -806,6 +806,70 @@ static void test_uvarint(void **state)
     assert_int_equal(kafka_wire_get_i32(&r), 0); /* sticky */
 }
 
+/* Gaps: a Fetch response whose records point at kafka_wire_gap encodes as the normal response
+ * with the records' bytes cut out at the offsets the writer noted, at v4 and v11; a writer
+ * without room for gaps, or with too little, refuses it and leaves nothing behind. */
+static void test_records_gaps(void **state)
+{
+    (void)state;
+    static const uint8_t rec_a[] = "AAAAAAAAAA", rec_b[] = "BBBBBBBBBBBBBBBBBBBBBBBBB";
+    for (int16_t v = 4; v <= 11; v += 7) {
+        struct kafka_fetch_response_partition ps[3] = {
+            {.partition_index = 0, .records = {rec_a, 10}},
+            {.partition_index = 1, .records = {(const uint8_t *)"", 0}},
+            {.partition_index = 2, .records = {rec_b, 25}},
+        };
+        for (int i = 0; i < 3; i++)
+            ps[i].aborted_transactions.n = -1;
+        struct kafka_fetch_response_topic t = {kafka_str_c("topic"), {3, ps}};
+        struct kafka_fetch_response m = {.responses = {1, &t}};
+        struct buf whole = BUF_INIT, cut = BUF_INIT;
+        assert_int_equal(kafka_fetch_response_encode(&m, v, &whole), 0);
+
+        ps[0].records.p = kafka_wire_gap;
+        ps[2].records.p = kafka_wire_gap;
+        struct kafka_wire_gap gaps[2];
+        struct kafka_wire_wr w;
+        buf_put(&cut, "hdr", 3); /* offsets are of the buffer, not of the message */
+        kafka_wire_wr_init(&w, &cut);
+        kafka_wire_wr_gaps(&w, gaps, 1); /* too little room */
+        assert_int_equal(kafka_msg_response_write(KAFKA_API_FETCH, v, &m, &w), TERN_EPROTO);
+        assert_int_equal(kafka_wire_wr_end(&w), TERN_EPROTO);
+        assert_int_equal(cut.len, 3);
+        assert_int_equal(w.ngaps, 0);
+        kafka_wire_wr_init(&w, &cut); /* no room at all */
+        assert_int_equal(kafka_msg_response_write(KAFKA_API_FETCH, v, &m, &w), TERN_EPROTO);
+        assert_int_equal(kafka_wire_wr_end(&w), TERN_EPROTO);
+        assert_int_equal(kafka_fetch_response_encode(&m, v, &cut), TERN_EPROTO);
+        assert_int_equal(cut.len, 3);
+
+        kafka_wire_wr_init(&w, &cut);
+        kafka_wire_wr_gaps(&w, gaps, 2);
+        assert_int_equal(kafka_msg_response_write(KAFKA_API_FETCH, v, &m, &w), 0);
+        assert_int_equal(kafka_wire_wr_end(&w), 0);
+        assert_int_equal(w.ngaps, 2);
+        assert_int_equal(gaps[0].len, 10);
+        assert_int_equal(gaps[1].len, 25);
+        assert_int_equal(cut.len - 3 + 35, whole.len);
+        /* splice the records back in: the bytes of the normal encoding */
+        struct buf spliced = BUF_INIT;
+        size_t from = 3;
+        const uint8_t *recs[2] = {rec_a, rec_b};
+        for (int g = 0; g < 2; g++) {
+            buf_put(&spliced, cut.p + from, gaps[g].at - from);
+            buf_put(&spliced, recs[g], gaps[g].len);
+            from = gaps[g].at;
+        }
+        buf_put(&spliced, cut.p + from, cut.len - from);
+        assert_int_equal(spliced.len, whole.len);
+        assert_memory_equal(spliced.p, whole.p, whole.len);
+        assert_int_equal(kafka_msg_response_write(KAFKA_API_FETCH, 12, &m, &w), TERN_ENOTSUP);
+        buf_fini(&whole);
+        buf_fini(&cut);
+        buf_fini(&spliced);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -826,6 +890,7 @@ int main(void)
         cmocka_unit_test(test_huge_counts),
         cmocka_unit_test(test_string_limits),
         cmocka_unit_test(test_uvarint),
+        cmocka_unit_test(test_records_gaps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,9 +9,10 @@
  * (and its retry fails with KAFKA_STORAGE_ERROR) rather than believing the data is safe.
  *
  * Fetch: the high watermark is the log end (one node, no replicas to wait for). Records are
- * the segment bytes of whole batches, read with pread and sent as they are; the first batch is
- * sent even when it is larger than the size limits, as Kafka does (KIP-74). A fetch that finds
- * fewer than min_bytes waits up to max_wait_ms, woken by appends to its partitions.
+ * the segment bytes of whole batches, sent as they are from the segment files (net_conn_write_file:
+ * never held in memory; the encoded response leaves gaps for them: kafka_reply_files); the first
+ * batch is sent even when it is larger than the size limits, as Kafka does (KIP-74). A fetch that
+ * finds fewer than min_bytes waits up to max_wait_ms, woken by appends to its partitions.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -27,17 +28,22 @@
 #include "proto/kafka/kafka_int.h"
 #include "store/batch.h"
 
-#define FETCH_FRAME_SLACK 65536 /* response bytes besides the records, generously */
 #define EARLIEST (-2)
 #define LATEST (-1)
 
-static int64_t log_start(struct stream_part *p) { return log_start_offset(stream_part_log(p)); }
-static int64_t log_end(struct stream_part *p) { return log_end_offset(stream_part_log(p)); }
+static int64_t log_start(struct stream_part *p)
+{
+    return log_start_offset(stream_part_log(p));
+}
+static int64_t log_end(struct stream_part *p)
+{
+    return log_end_offset(stream_part_log(p));
+}
 
 static struct stream_part *find_part(struct kafka_req *r, struct kafka_str topic, int32_t index)
 {
-    struct stream_topic *t =
-        stream_find(r->c->srv->streams, (const char *)topic.p, topic.len > 0 ? (size_t)topic.len : 0);
+    struct stream_topic *t = stream_find(r->c->srv->streams, (const char *)topic.p,
+                                         topic.len > 0 ? (size_t)topic.len : 0);
     return t ? stream_part(t, index) : NULL;
 }
 
@@ -55,8 +61,7 @@ static void produce_done(struct produce_wait *w)
         struct kafka_slot *s = w->slot;
         s->pending = NULL;
         if (w->status < 0) {
-            TLOG_ERROR("kafka", "event=produce_not_durable error=\"%s\"",
-                       tern_strerror(w->status));
+            TLOG_ERROR("kafka", "event=produce_not_durable error=\"%s\"", tern_strerror(w->status));
             s->noreply = true;
             kafka_conn_close(s->c, "fsync failed");
         }
@@ -183,16 +188,14 @@ static int slice_read(const struct log_slice *s, uint8_t *dst)
     return n == (ssize_t)s->len ? 0 : n < 0 ? -errno : TERN_ECORRUPT;
 }
 
-/* The record bytes of a fetch response: read into one scratch buffer shared by the server (a
- * response is encoded before the next is built), without zeroing, and only once every
- * partition's slice is known, so the buffer is sized once and the pointers stay valid. */
-#define FETCH_MAX_SLICES 64 /* slices per fetch response; more partitions wait for the next */
+/* The record slices of a fetch response, in response order, and the partition each is for. A
+ * partition's records field becomes a gap (kafka_wire.h) its slices fill: they go out from the
+ * segment files (net_conn_write_file), not through memory. */
 #define FETCH_PART_SLICES 16 /* segments one partition may read on into */
 
 struct fetch_reads {
-    struct kafka_fetch_response_partition *out[FETCH_MAX_SLICES]; /* owner of each slice */
-    struct log_slice slice[FETCH_MAX_SLICES];
-    int n;
+    struct kafka_files *files;
+    struct kafka_fetch_response_partition *out[KAFKA_FILES_MAX]; /* owner of each slice */
 };
 
 /* Adds the slices of one partition from offset: the first as log_read cuts it (KIP-74), then
@@ -204,8 +207,9 @@ static int64_t add_slices(struct stream_part *p, int64_t offset, size_t max, boo
 {
     int64_t end = log_end(p);
     size_t len = 0;
-    for (int k = 0; k < FETCH_PART_SLICES && reads->n < FETCH_MAX_SLICES && offset < end; k++) {
-        struct log_slice *s = &reads->slice[reads->n];
+    struct kafka_files *f = reads->files;
+    for (int k = 0; k < FETCH_PART_SLICES && f->n < KAFKA_FILES_MAX && offset < end; k++) {
+        struct log_slice *s = &f->slice[f->n];
         int rc = k == 0 ? records_slice(p, offset, max, first, s)
                         : log_read(stream_part_log(p), offset, max - len, end, s);
         if (rc < 0)
@@ -214,7 +218,7 @@ static int64_t add_slices(struct stream_part *p, int64_t offset, size_t max, boo
             log_slice_release(s);
             break;
         }
-        reads->out[reads->n++] = out;
+        reads->out[f->n++] = out;
         len += s->len;
         offset = s->next_offset;
         if (len >= max)
@@ -249,7 +253,7 @@ static void fetch_partition(struct kafka_req *r, struct kafka_str topic,
         out->error_code = KERR_OFFSET_OUT_OF_RANGE;
         return;
     }
-    if (in->fetch_offset == end || (*budget == 0 && !*first) || reads->n == FETCH_MAX_SLICES)
+    if (in->fetch_offset == end || (*budget == 0 && !*first) || reads->files->n == KAFKA_FILES_MAX)
         return; /* no room left in this response: the rest in the next fetch */
     size_t max = in->partition_max_bytes > 0 ? (size_t)in->partition_max_bytes : 0;
     if (max > *budget)
@@ -265,35 +269,10 @@ static void fetch_partition(struct kafka_req *r, struct kafka_str topic,
         *first = false;
 }
 
-/* Reads every slice into the server's scratch buffer and points the partitions at it. */
-static void fetch_read_all(struct kafka_req *r, struct fetch_reads *reads, size_t total)
-{
-    struct buf *b = &r->c->srv->fetch_buf;
-    if (b->cap > (64u << 20) && total < (1u << 20))
-        buf_fini(b); /* a huge fetch is over: do not keep its memory */
-    buf_clear(b);
-    uint8_t *dst = total ? buf_reserve(b, total) : NULL;
-    for (int i = 0; i < reads->n; i++) {
-        struct log_slice *s = &reads->slice[i];
-        struct kafka_fetch_response_partition *o = reads->out[i];
-        bool first_of_part = i == 0 || reads->out[i - 1] != o;
-        if (first_of_part)
-            o->records = (struct kafka_str){dst, 0}; /* its slices are adjacent in dst */
-        if (slice_read(s, dst) < 0)
-            o->error_code = KERR_KAFKA_STORAGE_ERROR;
-        o->records.len += (int32_t)s->len;
-        dst += s->len;
-        log_slice_release(s);
-    }
-    for (int i = 0; i < reads->n; i++)
-        if (reads->out[i]->error_code)
-            reads->out[i]->records = (struct kafka_str){(const uint8_t *)"", 0};
-}
-
-/* Builds the whole fetch response; returns the record bytes it holds. The records live in the
- * server's scratch buffer until the next fetch is built: encode the response before that. */
+/* Builds the whole fetch response; returns the record bytes it holds. Partitions with records
+ * point at gaps that *files fills (NULL when there are none): send it with kafka_reply_files. */
 static size_t fetch_build(struct kafka_req *r, const struct kafka_fetch_request *m,
-                          struct kafka_fetch_response *resp)
+                          struct kafka_fetch_response *resp, struct kafka_files **files)
 {
     *resp = (struct kafka_fetch_response){0};
     int32_t nt = m->topics.n > 0 ? m->topics.n : 0;
@@ -301,7 +280,7 @@ static size_t fetch_build(struct kafka_req *r, const struct kafka_fetch_request 
     size_t budget = m->max_bytes > 0 ? (size_t)m->max_bytes : 0, total = 0;
     bool first = true;
     struct fetch_reads reads;
-    reads.n = 0;
+    reads.files = kafka_files_new();
     for (int32_t i = 0; i < nt; i++) {
         const struct kafka_fetch_request_topic *in = &m->topics.v[i];
         int32_t np = in->partitions.n > 0 ? in->partitions.n : 0;
@@ -311,9 +290,19 @@ static size_t fetch_build(struct kafka_req *r, const struct kafka_fetch_request 
                             &ps[k]);
         ts[i] = (struct kafka_fetch_response_topic){in->topic, {np, ps}};
     }
-    fetch_read_all(r, &reads, total);
+    for (int i = 0; i < reads.files->n; i++) {
+        struct kafka_fetch_response_partition *o = reads.out[i];
+        if (i == 0 || reads.out[i - 1] != o) /* its slices are adjacent */
+            o->records = (struct kafka_str){kafka_wire_gap, 0};
+        o->records.len += (int32_t)reads.files->slice[i].len;
+    }
     resp->responses.n = nt;
     resp->responses.v = ts;
+    *files = reads.files;
+    if (reads.files->n == 0) {
+        kafka_files_unref(reads.files);
+        *files = NULL;
+    }
     return total;
 }
 
@@ -369,15 +358,16 @@ static void on_fetch_timer(uv_timer_t *t)
     struct kafka_fetch_response resp;
     int rc = kafka_fetch_request_decode(w->body, w->len, w->version, &a, &m);
     TERN_ASSERT(rc == 0); /* it decoded the first time */
-    size_t total = fetch_build(&r, &m, &resp);
+    struct kafka_files *files;
+    size_t total = fetch_build(&r, &m, &resp, &files);
     bool expired = uv_now(t->loop) >= w->deadline_ms;
     if (total >= (size_t)w->min_bytes || expired) {
         s->pending = NULL;
         w->slot = NULL;
-        buf_reserve(&s->out, total + FETCH_FRAME_SLACK);
-        kafka_reply(s, &resp);
+        kafka_reply_files(s, &resp, files);
         fetch_wait_end(w);
     } else {
+        kafka_files_unref(files);
         w->woken = false;
         uv_timer_start(&w->timer, on_fetch_timer, w->deadline_ms - uv_now(t->loop), 0);
     }
@@ -431,12 +421,13 @@ static void fetch_park(struct kafka_req *r, const struct kafka_fetch_request *m)
 void kafka_handle_fetch(struct kafka_req *r, const struct kafka_fetch_request *m)
 {
     struct kafka_fetch_response resp;
-    size_t total = fetch_build(r, m, &resp);
+    struct kafka_files *files;
+    size_t total = fetch_build(r, m, &resp, &files);
     if (total >= (size_t)(m->min_bytes > 0 ? m->min_bytes : 0) || m->max_wait_ms <= 0) {
-        buf_reserve(&r->slot->out, total + FETCH_FRAME_SLACK); /* encoded without regrowing */
-        kafka_reply(r->slot, &resp);
+        kafka_reply_files(r->slot, &resp, files);
         return;
     }
+    kafka_files_unref(files);
     fetch_park(r, m);
 }
 
@@ -511,8 +502,7 @@ void kafka_handle_list_offsets(struct kafka_req *r, const struct kafka_list_offs
     kafka_reply(r->slot, &resp);
 }
 
-void kafka_handle_delete_records(struct kafka_req *r,
-                                 const struct kafka_delete_records_request *m)
+void kafka_handle_delete_records(struct kafka_req *r, const struct kafka_delete_records_request *m)
 {
     int32_t nt = m->topics.n > 0 ? m->topics.n : 0;
     struct kafka_delete_records_response_topic *ts = kafka_alloc(r, (size_t)nt, sizeof(*ts));

@@ -24,6 +24,7 @@
 #include "net/net.h"
 #include "proto/kafka/kafka_msg.h"
 #include "proto/kafka/kafka_server.h"
+#include "store/log.h"
 
 /* Kafka error codes tern sends. */
 enum {
@@ -58,14 +59,35 @@ struct stream_err;
 struct kafka_slot;
 typedef void (*kafka_cancel_fn)(struct kafka_slot *s);
 
+/*
+ * The record bytes of a response (Fetch) that go out from segment files (net_conn_write_file): the
+ * encoded frame has a gap (kafka_wire.h) for each records field pointing at kafka_wire_gap,
+ * and the slices fill the gaps in order, each gap with whole slices. Held by the slot, then by
+ * net until its last range is sent; the slices' segment references go with the last ref.
+ */
+#define KAFKA_FILES_MAX 64
+
+struct kafka_files {
+    int refs;
+    int n, ngaps;
+    struct log_slice slice[KAFKA_FILES_MAX];
+    struct kafka_wire_gap gap[KAFKA_FILES_MAX]; /* where the encoder left them */
+};
+
+/* An empty set with one reference (the caller's). */
+struct kafka_files *kafka_files_new(void);
+/* Drops a reference; the last releases the slices and frees f. NULL is ignored. */
+void kafka_files_unref(struct kafka_files *f);
+
 struct kafka_slot {
     struct kafka_slot *next;
     struct kafka_conn *c;
     int32_t corr;
     int16_t api, version;
     bool ready, noreply;
-    struct buf out; /* the whole response frame once ready */
-    void *pending;  /* a handler's state while it answers later */
+    struct buf out;            /* the whole response frame once ready, but for the gaps */
+    struct kafka_files *files; /* what fills out's gaps, or NULL */
+    void *pending;             /* a handler's state while it answers later */
     kafka_cancel_fn cancel;
 };
 
@@ -79,7 +101,6 @@ struct kafka_server {
     char *advertised_host, *user, *pass, *cluster_id;
     uint16_t port;
     struct kafka_conn *conns;
-    struct buf fetch_buf; /* record bytes of the fetch response being built (kafka_data.c) */
     bool stopping;
     void (*stop_cb)(void *arg);
     void *stop_arg;
@@ -112,6 +133,9 @@ struct kafka_req {
  * flushes what is in order. A response that does not encode is a bug in tern: logged, and the
  * connection closed. */
 void kafka_reply(struct kafka_slot *s, const void *resp);
+/* As kafka_reply, for a response whose records fields point at kafka_wire_gap: files (whose
+ * reference this takes; NULL when there are no gaps) fills the gaps in order. */
+void kafka_reply_files(struct kafka_slot *s, const void *resp, struct kafka_files *files);
 /* Encodes resp as the slot's response frame without marking it ready (an answer that waits,
  * e.g. for an fsync); returns 0 or the encoder's error. */
 int kafka_encode(struct kafka_slot *s, const void *resp);
@@ -147,8 +171,7 @@ void kafka_handle_alter_configs(struct kafka_req *r, const struct kafka_alter_co
 void kafka_handle_produce(struct kafka_req *r, const struct kafka_produce_request *m);
 void kafka_handle_fetch(struct kafka_req *r, const struct kafka_fetch_request *m);
 void kafka_handle_list_offsets(struct kafka_req *r, const struct kafka_list_offsets_request *m);
-void kafka_handle_delete_records(struct kafka_req *r,
-                                 const struct kafka_delete_records_request *m);
+void kafka_handle_delete_records(struct kafka_req *r, const struct kafka_delete_records_request *m);
 void kafka_handle_offset_for_leader_epoch(struct kafka_req *r,
                                           const struct kafka_offset_for_leader_epoch_request *m);
 void kafka_handle_init_producer_id(struct kafka_req *r,

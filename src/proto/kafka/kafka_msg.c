@@ -5483,6 +5483,140 @@ int kafka_msg_response_encode(int16_t api_key, int16_t version, const void *m, s
     }
 }
 
+int kafka_msg_response_write(int16_t api_key, int16_t version, const void *m,
+                             struct kafka_wire_wr *w)
+{
+    switch (api_key) {
+    case KAFKA_API_PRODUCE:
+        if (version < 3 || version > 7)
+            return TERN_ENOTSUP;
+        wr_produce_response(w, version, m);
+        return w->err;
+    case KAFKA_API_FETCH:
+        if (version < 4 || version > 11)
+            return TERN_ENOTSUP;
+        wr_fetch_response(w, version, m);
+        return w->err;
+    case KAFKA_API_LIST_OFFSETS:
+        if (version < 1 || version > 5)
+            return TERN_ENOTSUP;
+        wr_list_offsets_response(w, version, m);
+        return w->err;
+    case KAFKA_API_METADATA:
+        if (version < 0 || version > 8)
+            return TERN_ENOTSUP;
+        wr_metadata_response(w, version, m);
+        return w->err;
+    case KAFKA_API_OFFSET_COMMIT:
+        if (version < 2 || version > 7)
+            return TERN_ENOTSUP;
+        wr_offset_commit_response(w, version, m);
+        return w->err;
+    case KAFKA_API_OFFSET_FETCH:
+        if (version < 1 || version > 7)
+            return TERN_ENOTSUP;
+        wr_offset_fetch_response(w, version, m);
+        return w->err;
+    case KAFKA_API_FIND_COORDINATOR:
+        if (version < 0 || version > 2)
+            return TERN_ENOTSUP;
+        wr_find_coordinator_response(w, version, m);
+        return w->err;
+    case KAFKA_API_JOIN_GROUP:
+        if (version < 0 || version > 5)
+            return TERN_ENOTSUP;
+        wr_join_group_response(w, version, m);
+        return w->err;
+    case KAFKA_API_HEARTBEAT:
+        if (version < 0 || version > 3)
+            return TERN_ENOTSUP;
+        wr_heartbeat_response(w, version, m);
+        return w->err;
+    case KAFKA_API_LEAVE_GROUP:
+        if (version < 0 || version > 3)
+            return TERN_ENOTSUP;
+        wr_leave_group_response(w, version, m);
+        return w->err;
+    case KAFKA_API_SYNC_GROUP:
+        if (version < 0 || version > 3)
+            return TERN_ENOTSUP;
+        wr_sync_group_response(w, version, m);
+        return w->err;
+    case KAFKA_API_DESCRIBE_GROUPS:
+        if (version < 0 || version > 4)
+            return TERN_ENOTSUP;
+        wr_describe_groups_response(w, version, m);
+        return w->err;
+    case KAFKA_API_LIST_GROUPS:
+        if (version < 0 || version > 2)
+            return TERN_ENOTSUP;
+        wr_list_groups_response(w, version, m);
+        return w->err;
+    case KAFKA_API_SASL_HANDSHAKE:
+        if (version < 0 || version > 1)
+            return TERN_ENOTSUP;
+        wr_sasl_handshake_response(w, version, m);
+        return w->err;
+    case KAFKA_API_API_VERSIONS:
+        if (version < 0 || version > 3)
+            return TERN_ENOTSUP;
+        wr_api_versions_response(w, version, m);
+        return w->err;
+    case KAFKA_API_CREATE_TOPICS:
+        if (version < 2 || version > 4)
+            return TERN_ENOTSUP;
+        wr_create_topics_response(w, version, m);
+        return w->err;
+    case KAFKA_API_DELETE_TOPICS:
+        if (version < 1 || version > 3)
+            return TERN_ENOTSUP;
+        wr_delete_topics_response(w, version, m);
+        return w->err;
+    case KAFKA_API_DELETE_RECORDS:
+        if (version < 0 || version > 1)
+            return TERN_ENOTSUP;
+        wr_delete_records_response(w, version, m);
+        return w->err;
+    case KAFKA_API_INIT_PRODUCER_ID:
+        if (version < 0 || version > 4)
+            return TERN_ENOTSUP;
+        wr_init_producer_id_response(w, version, m);
+        return w->err;
+    case KAFKA_API_OFFSET_FOR_LEADER_EPOCH:
+        if (version < 0 || version > 3)
+            return TERN_ENOTSUP;
+        wr_offset_for_leader_epoch_response(w, version, m);
+        return w->err;
+    case KAFKA_API_DESCRIBE_CONFIGS:
+        if (version < 1 || version > 2)
+            return TERN_ENOTSUP;
+        wr_describe_configs_response(w, version, m);
+        return w->err;
+    case KAFKA_API_ALTER_CONFIGS:
+        if (version < 0 || version > 1)
+            return TERN_ENOTSUP;
+        wr_alter_configs_response(w, version, m);
+        return w->err;
+    case KAFKA_API_SASL_AUTHENTICATE:
+        if (version < 0 || version > 1)
+            return TERN_ENOTSUP;
+        wr_sasl_authenticate_response(w, version, m);
+        return w->err;
+    case KAFKA_API_CREATE_PARTITIONS:
+        if (version < 0 || version > 1)
+            return TERN_ENOTSUP;
+        wr_create_partitions_response(w, version, m);
+        return w->err;
+    case KAFKA_API_DELETE_GROUPS:
+        if (version < 0 || version > 1)
+            return TERN_ENOTSUP;
+        wr_delete_groups_response(w, version, m);
+        return w->err;
+    default:
+        return TERN_ENOTSUP;
+    }
+}
+
 const struct kafka_msg_api *kafka_msg_api_lookup(int16_t api_key)
 {
     size_t lo = 0, hi = KAFKA_MSG_API_COUNT;

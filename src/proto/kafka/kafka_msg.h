@@ -1526,6 +1526,10 @@ int kafka_msg_request_encode(int16_t api_key, int16_t version, const void *m, st
 int kafka_msg_response_decode(int16_t api_key, int16_t version, const uint8_t *p, size_t len,
                               struct arena *a, void *out);
 int kafka_msg_response_encode(int16_t api_key, int16_t version, const void *m, struct buf *out);
+/* Writes the response chosen by api key into w, which the caller set up (with room for gaps,
+ * kafka_wire.h); returns 0 or the error that also fails w (kafka_wire_wr_end cuts it back). */
+int kafka_msg_response_write(int16_t api_key, int16_t version, const void *m,
+                             struct kafka_wire_wr *w);
 
 /* True when a and b, two structs described by d, hold the same values in every field that
  * version carries (slices compared by content, arrays element by element). */

@@ -20,8 +20,8 @@
 #include "broker/stream.h"
 #include "proto/kafka/kafka_int.h"
 
-#define MAX_INFLIGHT 128          /* requests queued per connection before reading pauses */
-#define ARENA_CAP (64u << 20)     /* decoded arrays of one request */
+#define MAX_INFLIGHT 128      /* requests queued per connection before reading pauses */
+#define ARENA_CAP (64u << 20) /* decoded arrays of one request */
 
 /* ---- slots and replies ------------------------------------------------------------------ */
 
@@ -45,8 +45,61 @@ static void slot_free(struct kafka_slot *s)
 {
     if (s->pending && s->cancel)
         s->cancel(s);
+    kafka_files_unref(s->files);
     buf_fini(&s->out);
     free(s);
+}
+
+struct kafka_files *kafka_files_new(void)
+{
+    struct kafka_files *f = tern_xmalloc(sizeof(*f));
+    f->refs = 1;
+    f->n = f->ngaps = 0;
+    return f;
+}
+
+void kafka_files_unref(struct kafka_files *f)
+{
+    if (!f || --f->refs > 0)
+        return;
+    for (int i = 0; i < f->n; i++)
+        log_slice_release(&f->slice[i]);
+    free(f);
+}
+
+static void files_sent(void *arg)
+{
+    kafka_files_unref(arg);
+}
+
+/* Copies out[from, to) of a frame into the connection's output. */
+static void write_piece(struct kafka_conn *c, const struct buf *out, size_t from, size_t to)
+{
+    struct buf b = BUF_INIT;
+    if (to > from) {
+        buf_put(&b, out->p + from, to - from);
+        net_conn_write(c->nc, &b);
+    }
+}
+
+/* Writes a frame with gaps: its encoded pieces, and between them the slices that fill each
+ * gap, as file ranges (encode_frame checked that whole slices fill every gap). */
+static void write_with_files(struct kafka_conn *c, struct kafka_slot *s)
+{
+    struct kafka_files *f = s->files;
+    size_t from = 0;
+    int k = 0;
+    for (int g = 0; g < f->ngaps; g++) {
+        write_piece(c, &s->out, from, f->gap[g].at);
+        from = f->gap[g].at;
+        for (size_t left = f->gap[g].len; left; k++) {
+            const struct log_slice *sl = &f->slice[k];
+            f->refs++;
+            net_conn_write_file(c->nc, sl->fd, sl->pos, sl->len, files_sent, f);
+            left -= sl->len;
+        }
+    }
+    write_piece(c, &s->out, from, s->out.len);
 }
 
 void kafka_flush(struct kafka_conn *c)
@@ -57,8 +110,12 @@ void kafka_flush(struct kafka_conn *c)
         if (!c->head)
             c->tail = NULL;
         c->nslots--;
-        if (!s->noreply && c->nc && !c->closing)
-            net_conn_write(c->nc, &s->out);
+        if (!s->noreply && c->nc && !c->closing) {
+            if (s->files)
+                write_with_files(c, s);
+            else
+                net_conn_write(c->nc, &s->out);
+        }
         slot_free(s);
     }
     if (c->paused && c->nslots < MAX_INFLIGHT / 2 && c->nc && !c->closing) {
@@ -67,21 +124,51 @@ void kafka_flush(struct kafka_conn *c)
     }
 }
 
-/* Encodes a response frame: size, header, body. */
-static int encode_frame(struct kafka_slot *s, const void *resp)
+/* The bytes of files' slices when whole slices fill each of its gaps in order, else -1. */
+static int64_t files_fill(const struct kafka_files *f)
 {
+    int64_t total = 0;
+    int k = 0;
+    for (int g = 0; g < f->ngaps; g++) {
+        size_t left = f->gap[g].len;
+        while (left && k < f->n && f->slice[k].len <= left)
+            left -= f->slice[k++].len;
+        if (left)
+            return -1;
+        total += (int64_t)f->gap[g].len;
+    }
+    return k == f->n ? total : -1;
+}
+
+/* Encodes a response frame: size, header, body (with gaps that files fills, if any). */
+static int encode_frame(struct kafka_slot *s, const void *resp, struct kafka_files *files)
+{
+    struct kafka_wire_wr w;
+    int64_t filled = 0;
     buf_clear(&s->out);
     buf_put_u32(&s->out, 0);
     kafka_wire_resp_hdr_encode(s->api, s->version, s->corr, &s->out);
-    int rc = kafka_msg_response_encode(s->api, s->version, resp, &s->out);
+    kafka_wire_wr_init(&w, &s->out);
+    if (files)
+        kafka_wire_wr_gaps(&w, files->gap, KAFKA_FILES_MAX);
+    kafka_msg_response_write(s->api, s->version, resp, &w);
+    int rc = kafka_wire_wr_end(&w);
+    if (files) {
+        files->ngaps = w.ngaps;
+        filled = rc == 0 ? files_fill(files) : 0;
+        if (filled < 0)
+            rc = TERN_EPROTO; /* a bug in the caller: gaps and slices do not match */
+    }
+    if (rc == 0 && s->out.len - 4 + (uint64_t)filled > INT32_MAX)
+        rc = TERN_EPROTO;
     if (rc == 0)
-        buf_patch_u32(&s->out, 0, (uint32_t)(s->out.len - 4));
+        buf_patch_u32(&s->out, 0, (uint32_t)(s->out.len - 4 + (uint64_t)filled));
     return rc;
 }
 
 int kafka_encode(struct kafka_slot *s, const void *resp)
 {
-    int rc = encode_frame(s, resp);
+    int rc = encode_frame(s, resp, NULL);
     if (rc < 0)
         TLOG_ERROR("kafka", "event=response_encode_failed api=%s version=%d error=\"%s\"",
                    kafka_msg_api_name(s->api), s->version, tern_strerror(rc));
@@ -96,7 +183,16 @@ void kafka_ready(struct kafka_slot *s)
 
 void kafka_reply(struct kafka_slot *s, const void *resp)
 {
-    int rc = encode_frame(s, resp);
+    kafka_reply_files(s, resp, NULL);
+}
+
+void kafka_reply_files(struct kafka_slot *s, const void *resp, struct kafka_files *files)
+{
+    int rc = encode_frame(s, resp, files);
+    kafka_files_unref(s->files);
+    s->files = rc == 0 && files && files->ngaps ? files : NULL;
+    if (files && !s->files)
+        kafka_files_unref(files);
     s->ready = true;
     if (rc < 0) {
         TLOG_ERROR("kafka", "event=response_encode_failed api=%s version=%d error=\"%s\"",
@@ -172,8 +268,7 @@ static void api_versions(struct kafka_req *r, bool supported)
         /* KIP-511: v0 body, only our own entry, so the client can pick a version it has */
         const struct kafka_msg_api *a = kafka_msg_api_lookup(KAFKA_API_API_VERSIONS);
         struct kafka_api_versions_response_api_key *k = kafka_alloc(r, 1, sizeof(*k));
-        *k = (struct kafka_api_versions_response_api_key){a->key, a->min_version,
-                                                          a->max_version};
+        *k = (struct kafka_api_versions_response_api_key){a->key, a->min_version, a->max_version};
         resp.error_code = KERR_UNSUPPORTED_VERSION;
         resp.api_keys.n = 1;
         resp.api_keys.v = k;
@@ -181,8 +276,7 @@ static void api_versions(struct kafka_req *r, bool supported)
         kafka_reply(r->slot, &resp);
         return;
     }
-    struct kafka_api_versions_response_api_key *k =
-        kafka_alloc(r, KAFKA_MSG_API_COUNT, sizeof(*k));
+    struct kafka_api_versions_response_api_key *k = kafka_alloc(r, KAFKA_MSG_API_COUNT, sizeof(*k));
     for (int i = 0; i < KAFKA_MSG_API_COUNT; i++)
         k[i] = (struct kafka_api_versions_response_api_key){
             kafka_msg_apis[i].key, kafka_msg_apis[i].min_version, kafka_msg_apis[i].max_version};
@@ -214,8 +308,8 @@ static bool plain_ok(const struct kafka_server *s, const uint8_t *p, size_t n)
     if (!z2)
         return false;
     size_t ulen = (size_t)(z2 - user), plen = rest - ulen - 1;
-    return ulen == strlen(s->user) && memcmp(user, s->user, ulen) == 0 &&
-           plen == strlen(s->pass) && memcmp(z2 + 1, s->pass, plen) == 0;
+    return ulen == strlen(s->user) && memcmp(user, s->user, ulen) == 0 && plen == strlen(s->pass) &&
+           memcmp(z2 + 1, s->pass, plen) == 0;
 }
 
 static void sasl_authenticate(struct kafka_req *r, const struct kafka_sasl_authenticate_request *m)
@@ -443,8 +537,7 @@ void kafka_conn_close(struct kafka_conn *c, const char *why)
     (void)why; /* only in debug builds' log line */
     if (c->closing || !c->nc)
         return;
-    TLOG_DEBUG("kafka", "event=conn_close conn=%" PRIu64 " reason=\"%s\"", net_conn_id(c->nc),
-               why);
+    TLOG_DEBUG("kafka", "event=conn_close conn=%" PRIu64 " reason=\"%s\"", net_conn_id(c->nc), why);
     c->closing = true;
     net_conn_close(c->nc);
 }
@@ -505,7 +598,10 @@ int kafka_server_start(uv_loop_t *loop, struct stream_mgr *streams, struct group
     return 0;
 }
 
-uint16_t kafka_server_port(const struct kafka_server *s) { return s->port; }
+uint16_t kafka_server_port(const struct kafka_server *s)
+{
+    return s->port;
+}
 
 static void maybe_stopped(struct kafka_server *s)
 {
@@ -517,7 +613,6 @@ static void maybe_stopped(struct kafka_server *s)
     free(s->user);
     free(s->pass);
     free(s->cluster_id);
-    buf_fini(&s->fetch_buf);
     free(s);
     if (cb)
         cb(arg);

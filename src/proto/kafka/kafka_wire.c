@@ -208,17 +208,26 @@ void kafka_wire_skip_tags(struct kafka_wire_rd *r)
 
 /* ---- writing --------------------------------------------------------------------------- */
 
+const uint8_t kafka_wire_gap[1];
+
 void kafka_wire_wr_init(struct kafka_wire_wr *w, struct buf *out)
 {
-    w->out = out;
-    w->start = out->len;
-    w->err = 0;
+    *w = (struct kafka_wire_wr){.out = out, .start = out->len};
+}
+
+void kafka_wire_wr_gaps(struct kafka_wire_wr *w, struct kafka_wire_gap *gaps, int max)
+{
+    w->gaps = gaps;
+    w->maxgaps = max;
+    w->ngaps = 0;
 }
 
 int kafka_wire_wr_end(struct kafka_wire_wr *w)
 {
-    if (w->err)
+    if (w->err) {
         w->out->len = w->start;
+        w->ngaps = 0;
+    }
     return w->err;
 }
 
@@ -287,8 +296,16 @@ static void put_slice(struct kafka_wire_wr *w, struct kafka_str s, bool compact,
         wr_fail(w);
         return;
     }
+    if (s.p == kafka_wire_gap && s.len > 0 && w->ngaps == w->maxgaps) {
+        wr_fail(w); /* no room: a sub-writer, or more gaps than the caller expected */
+        return;
+    }
     put_len(w, s.len, compact, wide);
-    if (s.len > 0 && !w->err)
+    if (s.len <= 0 || w->err)
+        return;
+    if (s.p == kafka_wire_gap)
+        w->gaps[w->ngaps++] = (struct kafka_wire_gap){w->out->len, (size_t)s.len};
+    else
         buf_put(w->out, s.p, (size_t)s.len);
 }
 

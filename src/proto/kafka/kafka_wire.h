@@ -102,15 +102,34 @@ void kafka_wire_tag_end(struct kafka_wire_rd *r, const struct kafka_wire_rd *sub
 
 /* ---- writing ---- */
 
-struct kafka_wire_wr {
-    struct buf *out;
-    size_t start; /* out->len when writing began */
-    int err;      /* 0 or TERN_EPROTO: a value that this version cannot carry */
+/*
+ * Gaps: a bytes or records value whose p is kafka_wire_gap is written as its length only; the
+ * writer notes where its len bytes belong (at: the offset in out where they would start) and
+ * the caller sends them from elsewhere (a file, with sendfile) between the encoded pieces.
+ * Only a writer given room for gaps takes them (a sub-writer for a tagged field never does);
+ * any other fails with TERN_EPROTO.
+ */
+extern const uint8_t kafka_wire_gap[1];
+
+struct kafka_wire_gap {
+    size_t at;
+    size_t len;
 };
 
-/* Starts appending to out. */
+struct kafka_wire_wr {
+    struct buf *out;
+    size_t start;                /* out->len when writing began */
+    int err;                     /* 0 or TERN_EPROTO: a value that this version cannot carry */
+    struct kafka_wire_gap *gaps; /* NULL unless the caller gave room (kafka_wire_wr_gaps) */
+    int ngaps, maxgaps;
+};
+
+/* Starts appending to out (taking no gaps). */
 void kafka_wire_wr_init(struct kafka_wire_wr *w, struct buf *out);
-/* 0, or the sticky error after truncating out back to where writing began. */
+/* Lets w take up to max gaps, noted in gaps[0..w->ngaps) (the caller's array). */
+void kafka_wire_wr_gaps(struct kafka_wire_wr *w, struct kafka_wire_gap *gaps, int max);
+/* 0, or the sticky error after truncating out back to where writing began (and dropping the
+ * gaps noted). */
 int kafka_wire_wr_end(struct kafka_wire_wr *w);
 void kafka_wire_put_i8(struct kafka_wire_wr *w, int8_t v);
 void kafka_wire_put_i16(struct kafka_wire_wr *w, int16_t v);

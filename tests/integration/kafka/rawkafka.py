@@ -94,13 +94,13 @@ class Conn:
         return self.corr
 
     def _read(self, n):
-        buf = b""
+        buf = bytearray()
         while len(buf) < n:
-            chunk = self.s.recv(n - len(buf))
+            chunk = self.s.recv(min(n - len(buf), 1 << 20))
             if not chunk:
                 raise ConnectionError("closed by the broker")
             buf += chunk
-        return buf
+        return bytes(buf)
 
     def recv(self):
         """One response: (correlation id, body after a v0 header)."""
