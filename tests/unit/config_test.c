@@ -67,6 +67,10 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.log_level, TLOG_LEVEL_INFO);
     assert_int_equal(cfg.segment_bytes, 1073741824ULL);
     assert_int_equal(cfg.checkpoint_interval_ms, 1000);
+    assert_false(cfg.sendfile);
+    config_fini(&cfg);
+    assert_int_equal(PARSE(&cfg, &action, err, "--sendfile", "true"), 0);
+    assert_true(cfg.sendfile);
     config_fini(&cfg);
 }
 
