@@ -18,7 +18,7 @@
 
 static volatile sig_atomic_t interrupted;
 
-static void verror(const char *fmt, va_list ap)
+__attribute__((format(printf, 1, 0))) static void verror(const char *fmt, va_list ap)
 {
     fputs("tern: ", stderr);
     vfprintf(stderr, fmt, ap);
