@@ -76,7 +76,7 @@ struct sync_job {
     uint64_t *sizes;
     bool *seal;
     int nsegs;
-    int64_t target;   /* durable end once the job succeeds */
+    int64_t target; /* durable end once the job succeeds */
     bool write_ckpt;
     bool sync_dir;    /* segments were created or removed: fsync the directory first */
     struct ckpt ckpt; /* written after the data fsyncs */
@@ -102,10 +102,10 @@ struct log {
     int ckpt_fd;
     struct ckpt ckpt; /* last durable checkpoint */
     int64_t ckpt_ms, sync_ms;
-    uint64_t job_start_ns;  /* when the last data job started (sync_gap_ms) */
-    uint64_t appended;      /* bytes appended since open */
+    uint64_t job_start_ns;       /* when the last data job started (sync_gap_ms) */
+    uint64_t appended;           /* bytes appended since open */
     uint64_t job_start_appended; /* appended when the last data job started */
-    struct gap_timer *gap;  /* waits out sync_gap_ms; NULL until first needed */
+    struct gap_timer *gap;       /* waits out sync_gap_ms; NULL until first needed */
     struct waiter *waiters;
     size_t nwaiters, capwaiters;
     log_close_cb close_cb;
@@ -266,6 +266,9 @@ static struct sync_job *job_prepare(struct log *log, int64_t now_ms, bool data)
     }
     if (log->force_ckpt || now_ms - log->ckpt_ms >= (int64_t)log->cfg.checkpoint_interval_ms ||
         log->closing) {
+        /* served now, as dir_dirty is: a roll while the job runs asks again, and the
+         * completion then submits the next job (clearing it there lost that request) */
+        log->force_ckpt = false;
         j->write_ckpt = true;
         j->ckpt = ckpt_now(log, j->target, log->ckpt.seq + 1);
         j->ckpt_fd = log->ckpt_fd;
@@ -314,7 +317,6 @@ static void job_complete(struct sync_job *j)
         if (j->write_ckpt) {
             log->ckpt = j->ckpt;
             log->ckpt_ms = clock_wall_ms();
-            log->force_ckpt = false;
         }
         log->sync_ms = clock_wall_ms();
         /* waiters that append and wait again must all share the next fsync, so none of them
@@ -351,7 +353,10 @@ struct gap_timer {
     struct log *log;
 };
 
-static void on_gap_closed(uv_handle_t *h) { free(h->data); }
+static void on_gap_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
 
 static void on_gap(uv_timer_t *t)
 {
@@ -415,7 +420,10 @@ static void job_start(struct log *log, bool data)
     }
 }
 
-static void job_submit(struct log *log) { job_start(log, true); }
+static void job_submit(struct log *log)
+{
+    job_start(log, true);
+}
 
 int log_sync(struct log *log)
 {
@@ -561,8 +569,9 @@ struct recovery {
 static void recovery_progress(void *arg, const struct seg *s, uint64_t pos, uint64_t total)
 {
     struct recovery *rc = arg;
-    TLOG_INFO("store", "event=recovery_progress log=%s segment=%020" PRId64 " pos=%" PRIu64
-                       " size=%" PRIu64 " pct=%d",
+    TLOG_INFO("store",
+              "event=recovery_progress log=%s segment=%020" PRId64 " pos=%" PRIu64 " size=%" PRIu64
+              " pct=%d",
               log_name(rc->log), s->base, pos, total, total ? (int)(pos * 100 / total) : 100);
 }
 
@@ -578,8 +587,9 @@ static int drop_tail_segments(struct log *log, int from)
 {
     int rc = 0;
     for (int i = from; i < log->nsegs; i++) {
-        TLOG_WARN("store", "event=torn_tail log=%s file=%s.log pos=0 dropped_bytes=%" PRIu64
-                           " reason=\"after a torn segment\"",
+        TLOG_WARN("store",
+                  "event=torn_tail log=%s file=%s.log pos=0 dropped_bytes=%" PRIu64
+                  " reason=\"after a torn segment\"",
                   log_name(log), log->segs[i]->path, log->segs[i]->size);
         int r = seg_remove(log->segs[i]);
         if (r < 0 && rc == 0)
@@ -607,8 +617,9 @@ static int recover_scan(struct recovery *r, int i, int64_t min_base, bool *torn)
         return 0;
     if (sc.bad_pos < durable_pos)
         return corrupt(r, s, sc.bad_pos, sc.reason);
-    TLOG_WARN("store", "event=torn_tail log=%s file=%s.log pos=%" PRIu64 " dropped_bytes=%" PRIu64
-                       " reason=\"%s\"",
+    TLOG_WARN("store",
+              "event=torn_tail log=%s file=%s.log pos=%" PRIu64 " dropped_bytes=%" PRIu64
+              " reason=\"%s\"",
               log_name(log), s->path, sc.bad_pos, sc.file_size - sc.valid_end, sc.reason);
     rc = seg_truncate(s, sc.valid_end, s->next_offset);
     if (rc == 0)
@@ -764,8 +775,9 @@ static int log_recover(struct log *log, char *errbuf, size_t errlen)
     if (rc == 0)
         rc = recover_finish(&r);
     if (rc == 0)
-        TLOG_INFO("store", "event=log_recovered log=%s clean=%s start=%" PRId64 " end=%" PRId64
-                           " segments=%d scanned_bytes=%" PRIu64,
+        TLOG_INFO("store",
+                  "event=log_recovered log=%s clean=%s start=%" PRId64 " end=%" PRId64
+                  " segments=%d scanned_bytes=%" PRIu64,
                   log_name(log), log->clean_open ? "true" : "false", log->start_offset,
                   log->end_offset, log->nsegs, r.scanned);
     return rc;
@@ -963,8 +975,12 @@ int log_read(struct log *log, int64_t offset, size_t max_bytes, int64_t limit,
     if (rc < 0)
         return rc == TERN_ERANGE ? 0 : rc;
     seg_ref(s);
-    *out = (struct log_slice){.fd = s->fd, .pos = (int64_t)pos, .len = (size_t)(end - pos),
-                              .base_offset = h.base_offset, .next_offset = next, .seg = s};
+    *out = (struct log_slice){.fd = s->fd,
+                              .pos = (int64_t)pos,
+                              .len = (size_t)(end - pos),
+                              .base_offset = h.base_offset,
+                              .next_offset = next,
+                              .seg = s};
     return 0;
 }
 
@@ -1069,8 +1085,8 @@ int log_retain(struct log *log, int64_t now_ms)
     int rc = log_persist_start(log);
     if (rc == 0)
         rc = segs_drop_front(log, n);
-    TLOG_INFO("store", "event=retention log=%s deleted_segments=%d start=%" PRId64,
-              log_name(log), n, log->start_offset);
+    TLOG_INFO("store", "event=retention log=%s deleted_segments=%d start=%" PRId64, log_name(log),
+              n, log->start_offset);
     return rc < 0 ? rc : n;
 }
 
@@ -1152,7 +1168,7 @@ struct compact_job {
     uint64_t started_ns; /* monotonic, for the log line */
     uint64_t keys;
     atomic_bool cancel;
-    bool fatal;     /* an fsync, unlink or rename failed: the log turns read-only */
+    bool fatal; /* an fsync, unlink or rename failed: the log turns read-only */
     int rc;
 };
 
@@ -1210,8 +1226,7 @@ static struct compact_job *cjob_prepare(struct log *log, const struct compact_pl
         struct seg *s = log->segs[i];
         seg_ref(s);
         j->segs[i] = s;
-        j->drop_tombs[i] =
-            s->clean_ms > 0 && now_ms - s->clean_ms >= log->cfg.delete_retention_ms;
+        j->drop_tombs[i] = s->clean_ms > 0 && now_ms - s->clean_ms >= log->cfg.delete_retention_ms;
     }
     return j;
 }
@@ -1241,8 +1256,8 @@ static void cjob_run(struct compact_job *j)
     j->keys = compact_map_count(m);
     /* ascending: an older record goes before (or with) the tombstone that made it obsolete */
     for (int i = 0; i < j->nsegs && j->rc == 0; i++) {
-        j->rc = compact_seg(m, j->segs[i], j->drop_tombs[i], &j->cancel, &j->fresh[i],
-                            &j->stats[i]);
+        j->rc =
+            compact_seg(m, j->segs[i], j->drop_tombs[i], &j->cancel, &j->fresh[i], &j->stats[i]);
         if (j->rc == 0 && j->fresh[i]) {
             j->rc = cjob_install(j, i);
             installed = true;
@@ -1276,16 +1291,17 @@ static void seg_swap(struct log *log, struct seg *old, struct seg *fresh)
     seg_unref(old);
 }
 
-static void cjob_log(struct log *log, const struct compact_job *j, uint64_t before,
-                     uint64_t after, uint64_t removed, int rewritten)
+static void cjob_log(struct log *log, const struct compact_job *j, uint64_t before, uint64_t after,
+                     uint64_t removed, int rewritten)
 {
     if (j->rc < 0 && j->rc != -ECANCELED)
         TLOG_ERRNO("store", j->rc, "event=compaction_failed log=%s segments=%d done=%d",
                    log_name(log), j->nsegs, j->done);
     else if (j->rc == 0)
-        TLOG_INFO("store", "event=compaction log=%s segments=%d dirty=%d keys=%" PRIu64
-                           " rewritten=%d removed_records=%" PRIu64 " bytes_before=%" PRIu64
-                           " bytes_after=%" PRIu64 " cleaned_end=%" PRId64 " ms=%" PRId64,
+        TLOG_INFO("store",
+                  "event=compaction log=%s segments=%d dirty=%d keys=%" PRIu64
+                  " rewritten=%d removed_records=%" PRIu64 " bytes_before=%" PRIu64
+                  " bytes_after=%" PRIu64 " cleaned_end=%" PRId64 " ms=%" PRId64,
                   log_name(log), j->nsegs, j->nsegs - j->dirty_from, j->keys, rewritten, removed,
                   before, after, log->cleaned_end,
                   (int64_t)((clock_mono_ns() - j->started_ns) / 1000000));

@@ -349,6 +349,70 @@ static void test_close_with_fsync_in_flight(void **state)
     f->log = NULL;
 }
 
+/* The newest valid checkpoint slot's durable end and its segment's base (STORAGE.md). */
+static void read_checkpoint(const char *logdir, int64_t *durable_end, int64_t *seg_base)
+{
+    uint8_t b[128] = {0};
+    FILE *fp = fopen(tu_path(logdir, "checkpoint"), "rb");
+    assert_non_null(fp);
+    assert_true(fread(b, 1, sizeof(b), fp) >= 64);
+    fclose(fp);
+    uint64_t best = 0;
+    bool found = false;
+    for (int slot = 0; slot < 2; slot++) {
+        const uint8_t *p = b + 64 * slot;
+        uint64_t seq, end, base;
+        if (memcmp(p, "TCKP", 4) != 0)
+            continue;
+        memcpy(&seq, p + 8, 8); /* little-endian, as this machine */
+        memcpy(&end, p + 24, 8);
+        memcpy(&base, p + 32, 8);
+        if (!found || seq > best) {
+            found = true;
+            best = seq;
+            *durable_end = (int64_t)end;
+            *seg_base = (int64_t)base;
+        }
+    }
+    assert_true(found);
+}
+
+/* A roll while an fsync job is in flight asks for a checkpoint (and a directory fsync) that the
+ * job did not write: the job's completion must not drop the request, so the next job writes
+ * it rather than the checkpoint interval (an hour here) passing first. */
+static void test_roll_during_job_keeps_its_checkpoint(void **state)
+{
+    struct fx *f = *state;
+    log_close(f->log, NULL, NULL);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    f->cfg.segment_bytes = 4096;
+    f->cfg.checkpoint_interval_ms = 3600 * 1000;
+    char err[256];
+    assert_int_equal(log_open(&f->loop, f->logdir, &f->cfg, &f->log, err, sizeof(err)), 0);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    for (int i = 0; i < 3; i++) { /* each append after the first rolls a segment */
+        char tag[16];
+        snprintf(tag, sizeof(tag), "r%d", i);
+        size_t len;
+        uint8_t *b = tu_batch(tag, 1, 3000, NOW, &len);
+        assert_int_equal(log_append(f->log, b, len, NOW, NULL), 0);
+        free(b);
+    }
+    /* the first roll started a job on the pool; the second came while it was in flight */
+    assert_int_equal(log_segment_count(f->log), 3);
+    apps[0] = (struct appender){f, 0};
+    f->waiting_for[0] = 3;
+    f->rounds_left[0] = 1;
+    f->in_flight = 1;
+    assert_int_equal(log_wait_durable(f->log, 3, on_durable, &apps[0]), 0);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(f->acked, 1);
+    int64_t end = -1, base = -1;
+    read_checkpoint(f->logdir, &end, &base);
+    assert_int_equal(end, 3);
+    assert_int_equal(base, 2); /* the third segment, which the second roll created */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -359,6 +423,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_never_mode_loss_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_with_fsync_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sync_gap_spaces_small_fsyncs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_roll_during_job_keeps_its_checkpoint, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
