@@ -8,12 +8,15 @@
  */
 #include "broker/producers.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/crc32c.h"
 #include "base/tern.h"
+#include "os/file.h"
 
 #define SNAP_MAGIC 0x54505253u /* "TPRS" */
 #define SNAP_VERSION 1
@@ -344,4 +347,65 @@ int producers_load(const void *data, size_t len, struct producers **out, int64_t
 fail:
     producers_free(t);
     return TERN_ECORRUPT;
+}
+
+/* ---- snapshot files ------------------------------------------------------------------------ */
+
+#define SNAPSHOT_TMP PRODUCERS_SNAPSHOT ".tmp"
+#define SNAPSHOT_MAX (256u << 20) /* a bigger file is not a snapshot tern wrote */
+
+int producers_save_file(const struct producers *t, int64_t next_offset, const char *dir)
+{
+    char *path = file_join(dir, PRODUCERS_SNAPSHOT), *tmp = file_join(dir, SNAPSHOT_TMP);
+    struct buf b = BUF_INIT;
+    producers_save(t, next_offset, &b);
+    int fd = file_open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    int rc = fd < 0 ? fd : file_pwrite_all(fd, b.p, b.len, 0);
+    if (rc == 0)
+        rc = file_datasync(fd);
+    if (fd >= 0)
+        file_close(fd);
+    if (rc == 0)
+        rc = file_rename(tmp, path);
+    if (rc == 0)
+        rc = file_sync_dir(dir);
+    buf_fini(&b);
+    free(tmp);
+    free(path);
+    return rc;
+}
+
+int producers_load_file(const char *dir, struct producers **out, int64_t *next_offset)
+{
+    char *path = file_join(dir, PRODUCERS_SNAPSHOT);
+    int fd = file_open(path, O_RDONLY, 0);
+    free(path);
+    if (fd < 0)
+        return fd;
+    int64_t size = file_size(fd);
+    int rc = size < 0 ? (int)size : TERN_ECORRUPT;
+    if (size > 0 && (uint64_t)size <= SNAPSHOT_MAX) {
+        uint8_t *data = tern_xmalloc((size_t)size);
+        ssize_t got = file_pread_all(fd, data, (size_t)size, 0);
+        rc = got < 0       ? (int)got
+             : got != size ? TERN_ECORRUPT
+                           : producers_load(data, (size_t)size, out, next_offset);
+        free(data);
+    }
+    file_close(fd);
+    return rc;
+}
+
+int producers_remove_file(const char *dir)
+{
+    int rc = 0;
+    const char *names[] = {PRODUCERS_SNAPSHOT, SNAPSHOT_TMP};
+    for (size_t i = 0; i < 2; i++) {
+        char *path = file_join(dir, names[i]);
+        int r = file_unlink(path);
+        free(path);
+        if (r < 0 && r != -ENOENT && rc == 0)
+            rc = r;
+    }
+    return rc;
 }

@@ -134,4 +134,17 @@ void producers_save(const struct producers *t, int64_t next_offset, struct buf *
  */
 int producers_load(const void *data, size_t len, struct producers **out, int64_t *next_offset);
 
+/*
+ * Snapshot files: PRODUCERS_SNAPSHOT in a directory, written whole or not at all. save writes
+ * a temporary, fsyncs it, renames it over the old one and fsyncs dir: after a crash the file
+ * is the old snapshot or the new one. Returns 0 or -errno.
+ */
+#define PRODUCERS_SNAPSHOT "producers.snapshot"
+int producers_save_file(const struct producers *t, int64_t next_offset, const char *dir);
+/* Loads dir's snapshot as producers_load does. Returns 0, -ENOENT when there is none, -errno,
+ * TERN_ECORRUPT or TERN_ENOTSUP; on failure *out is unchanged. */
+int producers_load_file(const char *dir, struct producers **out, int64_t *next_offset);
+/* Removes dir's snapshot (and a leftover temporary); 0 when there was none. */
+int producers_remove_file(const char *dir);
+
 #endif

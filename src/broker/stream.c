@@ -5,8 +5,12 @@
  *   - every topic in memory has its catalog record (written before the topic is visible) and
  *     one open log per partition, "<prefix>.<index>";
  *   - a partition's producer table holds the idempotence state of every batch in its log: it is
- *     rebuilt at open by replaying the batch headers from the log start, then kept by
- *     stream_append;
+ *     loaded at open from the snapshot a clean shutdown left (stream_mgr_snapshot), or rebuilt
+ *     by replaying the batch headers from the log start, then kept by stream_append;
+ *   - a producer snapshot ("producers.snapshot" in the partition's log directory) is used only
+ *     when the log was closed cleanly and ends exactly at the offset the snapshot names: then
+ *     no batch was added or lost since it was written, and the snapshot is the replay's result.
+ *     Anything else (a crash, a truncation, a bad CRC) replays the whole log, as before.
  *   - configs holds only explicitly set values; cfg is derived from it and the defaults.
  */
 #include "broker/stream.h"
@@ -278,6 +282,29 @@ static int replay_producers(struct stream_part *p)
     return rc;
 }
 
+/* The partition's snapshot when it may stand in for a replay (see the invariants): the log
+ * was closed cleanly and ends where the snapshot says. Returns a table, or NULL. */
+static struct producers *load_snapshot(struct stream_part *p)
+{
+    struct producers *t = NULL;
+    int64_t next = -1;
+    if (!log_was_clean(p->log) || producers_load_file(log_dir(p->log), &t, &next) < 0)
+        return NULL;
+    if (next != log_end_offset(p->log)) {
+        producers_free(t); /* it describes another log end: replay instead */
+        return NULL;
+    }
+    return t;
+}
+
+/* Writes p's snapshot naming the log end; with no producers, removes any old one. */
+static int save_snapshot(struct stream_part *p)
+{
+    if (producers_count(p->prod) == 0)
+        return producers_remove_file(log_dir(p->log));
+    return producers_save_file(p->prod, log_end_offset(p->log), log_dir(p->log));
+}
+
 static void part_name(const struct stream_topic *t, int32_t i, char *out, size_t cap)
 {
     snprintf(out, cap, "%s.%" PRId32, t->prefix, i);
@@ -297,11 +324,20 @@ static int part_open(struct stream_topic *t, int32_t i, struct stream_part **out
     log_cfg_of(&t->cfg, &lc);
     log_set_config(log, &lc);
     struct stream_part *p = tern_xcalloc(1, sizeof(*p));
-    *p = (struct stream_part){.t = t, .index = i, .log = log, .prod = producers_new()};
-    rc = replay_producers(p);
+    *p = (struct stream_part){.t = t, .index = i, .log = log};
+    p->prod = load_snapshot(p);
+    bool snap = p->prod != NULL;
+    if (!snap) {
+        p->prod = producers_new();
+        rc = replay_producers(p);
+    }
     if (rc < 0)
         TLOG_ERRNO("stream", rc, "event=producer_replay_failed topic=%s partition=%" PRId32,
                    t->name, i);
+    else if (producers_count(p->prod))
+        TLOG_INFO("stream",
+                  "event=producers_loaded topic=%s partition=%" PRId32 " source=%s producers=%zu",
+                  t->name, i, snap ? "snapshot" : "replay", producers_count(p->prod));
     *out = p;
     return 0;
 }
@@ -327,9 +363,18 @@ static void part_free(struct stream_part *p, bool delete_log)
     free(p);
 }
 
-struct log *stream_part_log(const struct stream_part *p) { return p->log; }
-int32_t stream_part_index(const struct stream_part *p) { return p->index; }
-struct stream_topic *stream_part_topic(const struct stream_part *p) { return p->t; }
+struct log *stream_part_log(const struct stream_part *p)
+{
+    return p->log;
+}
+int32_t stream_part_index(const struct stream_part *p)
+{
+    return p->index;
+}
+struct stream_topic *stream_part_topic(const struct stream_part *p)
+{
+    return p->t;
+}
 
 /* ---- topics ------------------------------------------------------------------------------- */
 
@@ -361,8 +406,8 @@ static void new_prefix(struct stream_mgr *m, char *out)
     }
 }
 
-static struct stream_topic *topic_alloc(struct stream_mgr *m, const char *name,
-                                        const char *prefix, struct table *configs)
+static struct stream_topic *topic_alloc(struct stream_mgr *m, const char *name, const char *prefix,
+                                        struct table *configs)
 {
     struct stream_topic *t = tern_xcalloc(1, sizeof(*t));
     t->m = m;
@@ -420,10 +465,8 @@ static void topic_unlink(struct stream_mgr *m, struct stream_topic *t)
 
 static int topic_persist(struct stream_mgr *m, const struct stream_topic *t, int32_t nparts)
 {
-    struct catalog_topic ct = {.name = t->name,
-                               .partitions = nparts,
-                               .log_prefix = t->prefix,
-                               .configs = t->configs};
+    struct catalog_topic ct = {
+        .name = t->name, .partitions = nparts, .log_prefix = t->prefix, .configs = t->configs};
     return catalog_put_topic(m->cat, &ct);
 }
 
@@ -437,9 +480,18 @@ struct stream_topic *stream_at(struct stream_mgr *m, size_t i)
     return i < m->ntopics ? m->topics[i] : NULL;
 }
 
-size_t stream_count(const struct stream_mgr *m) { return m->ntopics; }
-const char *stream_topic_name(const struct stream_topic *t) { return t->name; }
-int32_t stream_partitions(const struct stream_topic *t) { return t->nparts; }
+size_t stream_count(const struct stream_mgr *m)
+{
+    return m->ntopics;
+}
+const char *stream_topic_name(const struct stream_topic *t)
+{
+    return t->name;
+}
+int32_t stream_partitions(const struct stream_topic *t)
+{
+    return t->nparts;
+}
 
 struct stream_part *stream_part(struct stream_topic *t, int32_t index)
 {
@@ -513,8 +565,8 @@ int stream_delete(struct stream_mgr *m, const char *name, struct stream_err *err
     return 0;
 }
 
-int stream_add_partitions(struct stream_mgr *m, const char *name, int32_t count,
-                          bool validate_only, struct stream_err *err)
+int stream_add_partitions(struct stream_mgr *m, const char *name, int32_t count, bool validate_only,
+                          struct stream_err *err)
 {
     struct stream_topic *t = stream_find(m, name, strlen(name));
     if (!t) {
@@ -523,8 +575,7 @@ int stream_add_partitions(struct stream_mgr *m, const char *name, int32_t count,
     }
     if (count <= t->nparts || count > m->d.max_partitions) {
         seterr(err, STREAM_EINVALID_PARTS,
-               "Topic currently has %" PRId32 " partitions, %" PRId32
-               " would not be an increase.",
+               "Topic currently has %" PRId32 " partitions, %" PRId32 " would not be an increase.",
                t->nparts, count);
         return -1;
     }
@@ -627,13 +678,13 @@ static int check_sequence(struct stream_part *p, const struct batch_hdr *h,
         *res = (struct stream_append_result){dup.base_offset, dup.last_offset, -1, true};
         return 0;
     case PRODUCERS_INVALID_EPOCH:
-        seterr(err, STREAM_EINVALID_EPOCH, "Producer %" PRId64 " epoch %d is stale",
-               h->producer_id, h->producer_epoch);
+        seterr(err, STREAM_EINVALID_EPOCH, "Producer %" PRId64 " epoch %d is stale", h->producer_id,
+               h->producer_epoch);
         return -1;
     case PRODUCERS_OUT_OF_ORDER:
         seterr(err, STREAM_EOUT_OF_ORDER,
-               "Out of order sequence number for producer %" PRId64 ": %" PRId32,
-               h->producer_id, h->base_sequence);
+               "Out of order sequence number for producer %" PRId64 ": %" PRId32, h->producer_id,
+               h->base_sequence);
         return -1;
     default:
         seterr(err, STREAM_ECORRUPT, "invalid producer fields in record batch");
@@ -681,8 +732,9 @@ int stream_append(struct stream_part *p, uint8_t *records, size_t len, int64_t n
         for (int i = 0; i < n; i++) {
             struct stream_append_result dummy;
             if (check_sequence(p, &hdrs[i], &dummy, err) != 1) {
-                seterr(err, STREAM_EOUT_OF_ORDER, "duplicate or out-of-order batch in a "
-                                                  "multi-batch produce");
+                seterr(err, STREAM_EOUT_OF_ORDER,
+                       "duplicate or out-of-order batch in a "
+                       "multi-batch produce");
                 return -1;
             }
         }
@@ -698,8 +750,7 @@ int stream_append(struct stream_part *p, uint8_t *records, size_t len, int64_t n
         int rc = log_append(p->log, records + pos, size, now_ms, &info);
         if (rc < 0) {
             seterr(err, rc == TERN_ETOOBIG ? STREAM_ETOO_LARGE : STREAM_ESTORAGE,
-                   "append to %s-%" PRId32 " failed: %s", p->t->name, p->index,
-                   tern_strerror(rc));
+                   "append to %s-%" PRId32 " failed: %s", p->t->name, p->index, tern_strerror(rc));
             if (res->base_offset >= 0)
                 notify(p);
             return -1;
@@ -817,6 +868,27 @@ int stream_mgr_open(uv_loop_t *loop, struct store *st, struct catalog *cat,
     return 0;
 }
 
+int stream_mgr_snapshot(struct stream_mgr *m)
+{
+    int first = 0, saved = 0;
+    for (size_t i = 0; i < m->ntopics; i++) {
+        struct stream_topic *t = m->topics[i];
+        for (int32_t k = 0; k < t->nparts; k++) {
+            int rc = save_snapshot(t->parts[k]);
+            if (rc < 0) {
+                TLOG_ERRNO("stream", rc,
+                           "event=producer_snapshot_failed topic=%s partition=%" PRId32, t->name,
+                           k);
+                first = first ? first : rc;
+            } else if (producers_count(t->parts[k]->prod)) {
+                saved++;
+            }
+        }
+    }
+    TLOG_INFO("stream", "event=producer_snapshots partitions=%d", saved);
+    return first;
+}
+
 void stream_mgr_close(struct stream_mgr *m)
 {
     if (!m)
@@ -828,4 +900,7 @@ void stream_mgr_close(struct stream_mgr *m)
     free(m);
 }
 
-const struct stream_defaults *stream_mgr_defaults(const struct stream_mgr *m) { return &m->d; }
+const struct stream_defaults *stream_mgr_defaults(const struct stream_mgr *m)
+{
+    return &m->d;
+}

@@ -37,16 +37,16 @@ struct stream_part;
 
 enum stream_errkind {
     STREAM_OK = 0,
-    STREAM_ENOTFOUND,        /* no such topic or partition */
-    STREAM_EEXISTS,          /* topic already exists */
-    STREAM_EINVALID_NAME,    /* topic name not [A-Za-z0-9._-]{1,249} or "." / ".." */
-    STREAM_EINVALID_PARTS,   /* partition count out of range or not increasing */
-    STREAM_EINVALID_CONFIG,  /* unknown config name or bad value */
-    STREAM_ECORRUPT,         /* batch failed its structure or CRC check */
-    STREAM_ETOO_LARGE,       /* batch larger than max.message.bytes */
-    STREAM_EOUT_OF_ORDER,    /* idempotent producer skipped or rewound its sequence */
-    STREAM_EINVALID_EPOCH,   /* idempotent producer with a stale epoch */
-    STREAM_ESTORAGE,         /* the log failed (read-only after an I/O error) or the catalog */
+    STREAM_ENOTFOUND,       /* no such topic or partition */
+    STREAM_EEXISTS,         /* topic already exists */
+    STREAM_EINVALID_NAME,   /* topic name not [A-Za-z0-9._-]{1,249} or "." / ".." */
+    STREAM_EINVALID_PARTS,  /* partition count out of range or not increasing */
+    STREAM_EINVALID_CONFIG, /* unknown config name or bad value */
+    STREAM_ECORRUPT,        /* batch failed its structure or CRC check */
+    STREAM_ETOO_LARGE,      /* batch larger than max.message.bytes */
+    STREAM_EOUT_OF_ORDER,   /* idempotent producer skipped or rewound its sequence */
+    STREAM_EINVALID_EPOCH,  /* idempotent producer with a stale epoch */
+    STREAM_ESTORAGE,        /* the log failed (read-only after an I/O error) or the catalog */
 };
 
 struct stream_err {
@@ -56,8 +56,8 @@ struct stream_err {
 
 /* Defaults for new topics (server options). */
 struct stream_defaults {
-    int32_t partitions;   /* num.partitions for auto-created topics (1) */
-    bool auto_create;     /* auto.create.topics.enable (true) */
+    int32_t partitions;     /* num.partitions for auto-created topics (1) */
+    bool auto_create;       /* auto.create.topics.enable (true) */
     int32_t max_partitions; /* per topic (10000) */
 };
 
@@ -69,6 +69,13 @@ int stream_mgr_open(uv_loop_t *loop, struct store *st, struct catalog *cat,
                     const struct stream_defaults *d, struct stream_mgr **out, char *errbuf,
                     size_t errlen);
 /* Frees the manager (the logs stay open in the store, which closes them). */
+/*
+ * Writes each partition's producer snapshot, naming its log end, for the next open to load
+ * instead of replaying the log (it is used only if the log is then closed cleanly with no
+ * append in between: call it after the last append, before the store closes). Returns 0 or the
+ * first error (logged; that partition is replayed at the next open).
+ */
+int stream_mgr_snapshot(struct stream_mgr *m);
 void stream_mgr_close(struct stream_mgr *m);
 const struct stream_defaults *stream_mgr_defaults(const struct stream_mgr *m);
 
@@ -96,8 +103,8 @@ int stream_create(struct stream_mgr *m, const char *name, int32_t partitions,
 /* Deletes a topic, its logs and its catalog record. Returns 0 or -1 with *err. */
 int stream_delete(struct stream_mgr *m, const char *name, struct stream_err *err);
 /* Raises the partition count to count. Returns 0 or -1 with *err. */
-int stream_add_partitions(struct stream_mgr *m, const char *name, int32_t count,
-                          bool validate_only, struct stream_err *err);
+int stream_add_partitions(struct stream_mgr *m, const char *name, int32_t count, bool validate_only,
+                          struct stream_err *err);
 /* Replaces the topic's explicit configs with configs (AlterConfigs semantics: anything not
  * named goes back to its default). Returns 0 or -1 with *err. */
 int stream_set_configs(struct stream_mgr *m, const char *name, const struct stream_kv *configs,
@@ -120,7 +127,7 @@ int32_t stream_part_index(const struct stream_part *p);
 struct stream_topic *stream_part_topic(const struct stream_part *p);
 
 struct stream_append_result {
-    int64_t base_offset;    /* the first offset of the batch (the original one for a duplicate) */
+    int64_t base_offset; /* the first offset of the batch (the original one for a duplicate) */
     int64_t last_offset;
     int64_t log_append_time; /* ms, or -1 when the topic uses CreateTime */
     bool duplicate;          /* a retried idempotent batch: nothing was appended */

@@ -104,6 +104,7 @@ static void close_broker(struct server *srv)
         srv->groups = NULL;
     }
     if (srv->streams) {
+        stream_mgr_snapshot(srv->streams); /* no append follows: the Kafka listener is gone */
         stream_mgr_close(srv->streams);
         srv->streams = NULL;
     }
