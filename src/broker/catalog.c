@@ -36,6 +36,7 @@
 #include "broker/catalog.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -48,6 +49,7 @@
 #include "base/table.h"
 #include "base/tern.h"
 #include "base/tlog.h"
+#include "os/file.h"
 
 enum {
     ST_SAVE,
@@ -504,6 +506,33 @@ int catalog_put_offsets(struct catalog *c, const struct catalog_offset *v, size_
         err = run(c, ST_PUT_OFF, "ttiIitI", v[i].group, v[i].topic, (int)v[i].partition,
                   v[i].offset, (int)v[i].leader_epoch, v[i].metadata, v[i].commit_ms);
     return op_end(c, err);
+}
+
+static int exec(struct catalog *c, const char *sql);
+
+int catalog_put_offsets_unsynced(struct catalog *c, const struct catalog_offset *v, size_t n)
+{
+    if (c->depth > 0 || n == 0)
+        return catalog_put_offsets(c, v, n);
+    int err = exec(c, "PRAGMA synchronous = NORMAL");
+    if (err == 0)
+        err = catalog_put_offsets(c, v, n);
+    int restored = exec(c, "PRAGMA synchronous = FULL");
+    return err ? err : restored;
+}
+
+int catalog_wal_open(struct catalog *c)
+{
+    const char *db = sqlite3_db_filename(c->db, "main");
+    if (db == NULL || db[0] == 0)
+        return -ENOENT;
+    size_t n = strlen(db);
+    char *path = tern_xmalloc(n + 5);
+    memcpy(path, db, n);
+    memcpy(path + n, "-wal", 5);
+    int fd = file_open(path, O_RDONLY | O_CLOEXEC, 0);
+    free(path);
+    return fd;
 }
 
 int catalog_del_group(struct catalog *c, const char *group)

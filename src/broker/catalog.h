@@ -121,6 +121,17 @@ struct catalog_offset {
  * nothing is stored) or a negative error; the catalog is unchanged on error.
  */
 int catalog_put_offsets(struct catalog *c, const struct catalog_offset *v, size_t n);
+/*
+ * As catalog_put_offsets, but the commit does not fsync (synchronous=NORMAL for this one
+ * transaction): it survives a crash of the process at once, and a power loss only after an
+ * fdatasync of the catalog's WAL (catalog_wal_open), which the caller runs off the loop and
+ * may share among many commits. Inside a batch it is catalog_put_offsets.
+ */
+int catalog_put_offsets_unsynced(struct catalog *c, const struct catalog_offset *v, size_t n);
+/* A new read-only descriptor of the catalog's WAL file, whose fdatasync makes every commit
+ * made so far durable; the caller closes it. Returns the fd or a negative error (-ENOENT
+ * before the first write created the WAL). Safe to fsync from any thread. */
+int catalog_wal_open(struct catalog *c);
 /* Deletes every committed offset of group (absent: not an error). Returns 0 or a negative
  * error. */
 int catalog_del_group(struct catalog *c, const char *group);

@@ -26,7 +26,7 @@
  *     completes, then its session timeout (re-armed by heartbeats, syncs and commits);
  *   - a member's waiter has cb != NULL exactly while its answer is owed;
  *   - in-memory offsets equal the catalog's: a commit updates memory only after
- *     catalog_put_offsets returned 0.
+ *     catalog_put_offsets_unsynced returned 0 (durability follows: group_wait_durable).
  */
 #include "broker/group.h"
 
@@ -1281,6 +1281,7 @@ void group_mgr_free(struct group_mgr *m)
     if (m == NULL)
         return;
     TERN_ASSERT(m->depth == 0 && !m->flushing);
+    group_fsync_release(m);
     free_groups(m);
     while (m->notes) {
         struct group_note *n = m->notes;

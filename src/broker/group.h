@@ -25,8 +25,12 @@
  * generation; with 0 the join completes as soon as every member has joined (possibly inside
  * group_join).
  *
- * Durability: committed offsets go to the catalog (catalog_put_offsets, one transaction per
- * commit) before a commit reports success, and are loaded back by group_mgr_new. Membership,
+ * Durability: committed offsets go to the catalog (one transaction per commit, written before
+ * group_commit returns, visible to group_fetch_offsets at once and safe from a crash of the
+ * process) and are loaded back by group_mgr_new. The transaction does not fsync on the loop:
+ * group_wait_durable reports when an fdatasync of the catalog's WAL, run on the thread pool and
+ * shared by every commit made before it started, has made them safe from a power loss; a
+ * session answers the commit then. Membership,
  * generations and assignments are not persisted: after a restart every group is Empty with
  * its offsets, and members rejoin (their heartbeats get UNKNOWN_MEMBER_ID). Static membership
  * (group.instance.id) is not supported: a join carrying one gets UNSUPPORTED_VERSION.
@@ -244,12 +248,25 @@ struct group_offset {
  * OFFSET_METADATA_TOO_LARGE, UNKNOWN_TOPIC_OR_PARTITION (cfg hook), or the group-level error
  * (INVALID_GROUP_ID, UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS) for all, or
  * COORDINATOR_NOT_AVAILABLE when the catalog write failed. The accepted partitions are stored
- * in one catalog transaction before this returns. The caller keeps ownership of v. Returns 0,
- * or the negative catalog error (partition errors are set either way).
+ * in one catalog transaction before this returns (not yet fsynced: group_wait_durable). The caller
+ * keeps ownership of v. Returns 0, or the negative catalog error (partition errors are set either
+ * way).
  */
 int group_commit(struct group_mgr *m, const char *group_id, int32_t generation,
                  const char *member_id, const char *group_instance_id, struct group_offset *v,
                  size_t n);
+
+/*
+ * Calls cb(arg, status) once every offset committed so far is on disk: status 0 after the
+ * fdatasync of the catalog's WAL that covers them, or a negative error (then the commits may
+ * be lost at a power loss; the process keeps running). Called from the loop, never from
+ * inside this call. Returns a handle for group_cancel_durable, valid until cb runs.
+ */
+typedef void (*group_durable_cb)(void *arg, int status);
+struct group_durable_wait;
+struct group_durable_wait *group_wait_durable(struct group_mgr *m, group_durable_cb cb, void *arg);
+/* cb will not be called (the handle is freed by the manager). */
+void group_cancel_durable(struct group_durable_wait *w);
 
 /*
  * OffsetFetch of the n partitions in v (topic, partition in; offset, leader_epoch, metadata,

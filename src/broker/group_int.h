@@ -139,6 +139,7 @@ struct group_mgr {
     int depth;     /* group_* calls in progress */
     bool flushing; /* delivering notes */
     uint64_t id_seq;
+    struct group_fsync *fsync; /* durability of commits (group_offset.c); NULL until first used */
 };
 
 static inline const char *group_nz(const char *s)
@@ -165,6 +166,10 @@ struct group_member *group_member_find(const struct group *g, const char *id);
 void group_member_touch(struct group_member *mem);
 
 /* ---- group_offset.c ------------------------------------------------------------------------- */
+
+/* Leaves the durability state to the job in flight (if any) to free, or frees it now; waiters
+ * not yet called are dropped. For group_mgr_free. */
+void group_fsync_release(struct group_mgr *m);
 
 /* Loads every committed offset from the catalog into its group (created Empty). Returns 0 or
  * the catalog's error. */

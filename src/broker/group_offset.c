@@ -6,6 +6,11 @@
  * A group's offsets live in a map keyed by topic '\0' partition (4 bytes, big-endian) and in
  * the catalog's group_offsets table; memory changes only after the catalog write returned 0,
  * so the two are always equal, and group_mgr_new reloads them.
+ *
+ * Durability: the catalog write does not fsync (catalog_put_offsets_unsynced); one job on the
+ * thread pool at a time fdatasyncs the catalog's WAL for every waiter registered before it
+ * started (group_wait_durable), and the next job takes those who came during it: a group
+ * commit of offset commits, off the loop.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +23,7 @@
 #include "broker/catalog.h"
 #include "broker/group.h"
 #include "broker/group_int.h"
+#include "os/file.h"
 
 static void goff_free(struct group_off *o)
 {
@@ -116,7 +122,7 @@ static int commit_store(struct group *g, struct group_offset *v, size_t n)
                 g->id, v[i].topic, v[i].partition, v[i].offset, v[i].leader_epoch, meta, now};
         }
     }
-    int rc = catalog_put_offsets(m->cat, rows, k);
+    int rc = catalog_put_offsets_unsynced(m->cat, rows, k); /* fsynced by group_wait_durable */
     if (rc) {
         TLOG_ERRNO("group", rc, "event=commit_failed group=%s partitions=%zu msg=\"%s\"", g->id, k,
                    catalog_errmsg(m->cat));
@@ -307,4 +313,122 @@ void group_offsets_free(struct group *g)
     while (strmap_next(&g->offsets, &it, &k, &v))
         goff_free(v);
     strmap_fini(&g->offsets);
+}
+
+/* ---- durability of commits ----------------------------------------------------------------- */
+
+struct group_durable_wait {
+    struct group_durable_wait *next;
+    group_durable_cb cb;
+    void *arg;
+    bool cancelled;
+};
+
+struct group_fsync {
+    uv_work_t req;
+    struct group_mgr *m; /* NULL once the manager is freed: the job in flight frees this */
+    int fd;              /* the catalog's WAL (catalog_wal_open), or a negative error */
+    int rc;              /* the job's result */
+    bool running;
+    struct group_durable_wait *covered;                 /* by the job in flight */
+    struct group_durable_wait *waiting, **waiting_tail; /* for the next job */
+};
+
+static void waits_free(struct group_durable_wait *w)
+{
+    while (w) {
+        struct group_durable_wait *n = w->next;
+        free(w);
+        w = n;
+    }
+}
+
+static void sync_free(struct group_fsync *s)
+{
+    if (s->fd >= 0)
+        file_close(s->fd);
+    waits_free(s->covered);
+    waits_free(s->waiting);
+    free(s);
+}
+
+static void sync_work(uv_work_t *req)
+{
+    struct group_fsync *s = req->data;
+    s->rc = s->fd >= 0 ? file_datasync(s->fd) : s->fd;
+}
+
+static void sync_start(struct group_fsync *s);
+
+static void sync_done(uv_work_t *req, int status)
+{
+    struct group_fsync *s = req->data;
+    s->running = false;
+    if (s->m == NULL) {
+        sync_free(s);
+        return;
+    }
+    int rc = status < 0 ? status : s->rc;
+    if (rc < 0)
+        TLOG_ERRNO("group", rc, "event=offsets_fsync_failed");
+    struct group_durable_wait *w = s->covered;
+    s->covered = NULL;
+    if (s->waiting)
+        sync_start(s); /* before the callbacks, which may wait again */
+    while (w) {
+        struct group_durable_wait *n = w->next;
+        if (!w->cancelled)
+            w->cb(w->arg, rc);
+        free(w);
+        w = n;
+    }
+}
+
+static void sync_start(struct group_fsync *s)
+{
+    if (s->fd < 0)
+        s->fd = catalog_wal_open(s->m->cat); /* the WAL exists once a commit wrote it */
+    s->covered = s->waiting;
+    s->waiting = NULL;
+    s->waiting_tail = &s->waiting;
+    s->running = true;
+    s->req.data = s;
+    int rc = uv_queue_work(s->m->loop, &s->req, sync_work, sync_done);
+    TERN_ASSERT(rc == 0); /* only fails for a NULL callback */
+}
+
+struct group_durable_wait *group_wait_durable(struct group_mgr *m, group_durable_cb cb, void *arg)
+{
+    struct group_fsync *s = m->fsync;
+    if (s == NULL) {
+        s = m->fsync = tern_xcalloc(1, sizeof(*s));
+        s->m = m;
+        s->fd = -ENOENT;
+        s->waiting_tail = &s->waiting;
+    }
+    struct group_durable_wait *w = tern_xcalloc(1, sizeof(*w));
+    w->cb = cb;
+    w->arg = arg;
+    *s->waiting_tail = w;
+    s->waiting_tail = &w->next;
+    if (!s->running)
+        sync_start(s);
+    return w;
+}
+
+void group_cancel_durable(struct group_durable_wait *w)
+{
+    w->cancelled = true;
+}
+
+void group_fsync_release(struct group_mgr *m)
+{
+    struct group_fsync *s = m->fsync;
+    m->fsync = NULL;
+    if (s == NULL)
+        return;
+    if (s->running)
+        s->m = NULL;
+    else
+        sync_free(s);
 }

@@ -841,6 +841,33 @@ static void test_offsets_round_trip(void **state)
 }
 
 /* All n offsets of one call are stored, or none: outside and inside a batch. */
+/* An unsynced commit is stored and reloads like a synced one; the WAL it went to can be opened
+ * and fsynced by the caller; inside a batch it is the batch's; bad input is refused. */
+static void test_offsets_unsynced(void **state)
+{
+    (void)state;
+    struct catalog *c = open_ok();
+    struct catalog_offset v[] = {{"g", "t", 0, 41, -1, "m", 1}, {"g", "t", 1, 42, -1, NULL, 1}};
+    assert_int_equal(catalog_put_offsets_unsynced(c, v, 2), 0);
+    assert_int_equal(catalog_put_offsets_unsynced(c, NULL, 0), 0);
+    int fd = catalog_wal_open(c);
+    assert_true(fd >= 0);
+    assert_true(lseek(fd, 0, SEEK_END) > 0); /* the commit is in the WAL */
+    assert_int_equal(fdatasync(fd), 0);
+    close(fd);
+    assert_int_equal(catalog_begin(c), 0);
+    assert_int_equal(catalog_put_offsets_unsynced(c, v, 1), 0); /* inside a batch: the batch's */
+    assert_int_equal(catalog_commit(c), 0);
+    struct catalog_offset bad = {"g", NULL, 0, 1, -1, NULL, 1};
+    assert_int_equal(catalog_put_offsets_unsynced(c, &bad, 1), -EINVAL);
+    c = reopen(c);
+    struct recs rs = {0};
+    load_ok(c, &rs);
+    assert_int_equal(rs.n, 2);
+    recs_free(&rs);
+    catalog_close(c);
+}
+
 static void test_offsets_atomic(void **state)
 {
     (void)state;
@@ -1062,6 +1089,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wal_and_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_topic_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offsets_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_offsets_unsynced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offsets_atomic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_del_topic_cascades, setup, teardown),
         cmocka_unit_test_setup_teardown(test_del_group, setup, teardown),

@@ -1117,6 +1117,48 @@ static void test_commit_catalog_failure(void **state)
     assert_string_equal(state_of("h"), "Dead"); /* nothing stored: no group left behind */
 }
 
+static int durable_status = 1;
+
+static void on_durable(void *arg, int status)
+{
+    (*(int *)arg)++;
+    durable_status = status;
+}
+
+/* A commit is stored at once and reported durable later, after an fsync of the catalog's WAL
+ * on the thread pool that waiters share; a cancelled wait is not called; freeing the manager
+ * with an fsync in flight drops its waiters. */
+static void test_commit_durable(void **state)
+{
+    (void)state;
+    int a = 0, b = 0, c = 0, d = 0;
+    struct group_offset o = {"t", 0, 5, -1, NULL, -1};
+    assert_int_equal(group_commit(F.m, "g", -1, "", NULL, &o, 1), 0);
+    assert_int_equal(group_committed(F.m, "g", "t", 0), 5); /* visible before it is durable */
+    group_wait_durable(F.m, on_durable, &a);
+    struct group_durable_wait *wb = group_wait_durable(F.m, on_durable, &b);
+    assert_int_equal(a, 0); /* never from inside the call */
+    group_cancel_durable(wb);
+    o.offset = 6;
+    assert_int_equal(group_commit(F.m, "g", -1, "", NULL, &o, 1), 0);
+    group_wait_durable(F.m, on_durable, &c); /* by the fsync in flight's successor */
+    assert_true(run_until(&c, 1, 10000));
+    assert_int_equal(a, 1);
+    assert_int_equal(b, 0);
+    assert_int_equal(durable_status, 0);
+    mgr_reopen();
+    assert_int_equal(group_committed(F.m, "g", "t", 0), 6);
+
+    o.offset = 7;
+    assert_int_equal(group_commit(F.m, "g", -1, "", NULL, &o, 1), 0);
+    group_wait_durable(F.m, on_durable, &d);
+    mgr_close(); /* the fsync job may still run: it frees what is left */
+    uv_run(&F.loop, UV_RUN_DEFAULT);
+    assert_int_equal(d, 0);
+    mgr_open();
+    assert_int_equal(group_committed(F.m, "g", "t", 0), 7);
+}
+
 static void test_forget_topic(void **state)
 {
     (void)state;
@@ -1266,6 +1308,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_offsets_commit_fetch_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_checks_partitions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_catalog_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_durable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forget_topic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_describe_and_list, setup, teardown),

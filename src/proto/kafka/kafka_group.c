@@ -13,7 +13,10 @@
 #include "broker/group.h"
 #include "proto/kafka/kafka_int.h"
 
-static struct kafka_str s_of(const char *s) { return kafka_str_c(s ? s : ""); }
+static struct kafka_str s_of(const char *s)
+{
+    return kafka_str_c(s ? s : "");
+}
 
 static struct kafka_str bytes_of(const uint8_t *p, size_t n)
 {
@@ -50,11 +53,9 @@ static void join_group(struct kafka_req *r, const struct kafka_join_group_reques
     int32_t np = m->protocols.n > 0 ? m->protocols.n : 0;
     struct group_protocol *ps = kafka_alloc(r, (size_t)np, sizeof(*ps));
     for (int32_t i = 0; i < np; i++)
-        ps[i] = (struct group_protocol){kafka_cstr(r, m->protocols.v[i].name),
-                                        m->protocols.v[i].metadata.p,
-                                        (size_t)(m->protocols.v[i].metadata.len > 0
-                                                     ? m->protocols.v[i].metadata.len
-                                                     : 0)};
+        ps[i] = (struct group_protocol){
+            kafka_cstr(r, m->protocols.v[i].name), m->protocols.v[i].metadata.p,
+            (size_t)(m->protocols.v[i].metadata.len > 0 ? m->protocols.v[i].metadata.len : 0)};
     struct group_join_req req = {
         .group_id = kafka_cstr(r, m->group_id),
         .member_id = kafka_cstr(r, m->member_id),
@@ -92,7 +93,7 @@ static void sync_group(struct kafka_req *r, const struct kafka_sync_group_reques
         as[i] = (struct group_assignment){
             kafka_cstr(r, m->assignments.v[i].member_id), m->assignments.v[i].assignment.p,
             (size_t)(m->assignments.v[i].assignment.len > 0 ? m->assignments.v[i].assignment.len
-                                                             : 0)};
+                                                            : 0)};
     struct group_sync_req req = {
         .group_id = kafka_cstr(r, m->group_id),
         .generation = m->generation_id,
@@ -145,6 +146,25 @@ static void leave_group(struct kafka_req *r, const struct kafka_leave_group_requ
 
 /* ---- OffsetCommit, OffsetFetch ------------------------------------------------------------- */
 
+/* The commit's offsets are on disk (or their fsync failed): the encoded answer goes out, or,
+ * as for acks=all produce, the connection closes without one so the client retries. */
+static void on_commit_durable(void *arg, int status)
+{
+    struct kafka_slot *s = arg;
+    s->pending = NULL;
+    if (status < 0) {
+        s->noreply = true;
+        kafka_conn_close(s->c, "offsets fsync failed");
+    }
+    kafka_ready(s);
+}
+
+static void commit_cancel(struct kafka_slot *s)
+{
+    group_cancel_durable(s->pending);
+    s->pending = NULL;
+}
+
 static void offset_commit(struct kafka_req *r, const struct kafka_offset_commit_request *m)
 {
     size_t total = 0;
@@ -162,8 +182,8 @@ static void offset_commit(struct kafka_req *r, const struct kafka_offset_commit_
                 .partition = p->partition_index,
                 .offset = p->committed_offset,
                 .leader_epoch = p->committed_leader_epoch,
-                .metadata = p->committed_metadata.len >= 0 ? kafka_cstr(r, p->committed_metadata)
-                                                           : NULL,
+                .metadata =
+                    p->committed_metadata.len >= 0 ? kafka_cstr(r, p->committed_metadata) : NULL,
             };
         }
     }
@@ -182,7 +202,22 @@ static void offset_commit(struct kafka_req *r, const struct kafka_offset_commit_
         ts[i] = (struct kafka_offset_commit_response_topic){m->topics.v[i].name, {np, ps}};
     }
     struct kafka_offset_commit_response resp = {.topics = {nt, ts}};
-    kafka_reply(r->slot, &resp);
+    bool stored = false;
+    for (size_t i = 0; i < total; i++)
+        stored = stored || v[i].error == GROUP_ERR_NONE;
+    if (!stored) {
+        kafka_reply(r->slot, &resp);
+        return;
+    }
+    /* answered once the offsets are on disk, as acks=all produce is */
+    if (kafka_encode(r->slot, &resp) < 0) {
+        r->slot->noreply = true;
+        kafka_reply_none(r->slot);
+        kafka_conn_close(r->c, "response encoding failed");
+        return;
+    }
+    r->slot->pending = group_wait_durable(r->c->srv->groups, on_commit_durable, r->slot);
+    r->slot->cancel = commit_cancel;
 }
 
 /* Every committed partition of a group, grouped by topic (they come ordered by topic). */
@@ -333,9 +368,9 @@ static void visit_group(void *arg, const char *id, const char *type, const char 
         x->cap = x->cap ? x->cap * 2 : 16;
         x->v = tern_xrealloc(x->v, (size_t)x->cap * sizeof(*x->v));
     }
-    x->v[x->n++] = (struct kafka_list_groups_response_group){
-        kafka_str_c(kafka_cstr(x->r, kafka_str_c(id))),
-        kafka_str_c(kafka_cstr(x->r, kafka_str_c(type)))};
+    x->v[x->n++] =
+        (struct kafka_list_groups_response_group){kafka_str_c(kafka_cstr(x->r, kafka_str_c(id))),
+                                                  kafka_str_c(kafka_cstr(x->r, kafka_str_c(type)))};
 }
 
 static void list_groups(struct kafka_req *r)
