@@ -596,6 +596,18 @@ void net_conn_start(struct net_conn *c, const struct net_conn_ops *ops, void *ct
     update_reading(c);
 }
 
+/* Appends o to the queue, as unsent. */
+static void enqueue(struct net_conn *c, struct net_out *o)
+{
+    if (c->tail)
+        c->tail->next = o;
+    else
+        c->head = o;
+    c->tail = o;
+    if (!c->first_unsent)
+        c->first_unsent = o;
+}
+
 void net_conn_write(struct net_conn *c, struct buf *data)
 {
     size_t n = data->len;
@@ -611,13 +623,7 @@ void net_conn_write(struct net_conn *c, struct buf *data)
         struct net_out *o = tern_xcalloc(1, sizeof(*o));
         o->b = *data;
         buf_init(data);
-        if (c->tail)
-            c->tail->next = o;
-        else
-            c->head = o;
-        c->tail = o;
-        if (!c->first_unsent)
-            c->first_unsent = o;
+        enqueue(c, o);
     }
     c->out_bytes += n;
     c->unsent_bytes += n;
@@ -639,13 +645,7 @@ void net_conn_write_file(struct net_conn *c, int fd, int64_t pos, size_t len,
     }
     struct net_out *o = tern_xcalloc(1, sizeof(*o));
     *o = (struct net_out){.release = release, .arg = arg, .fd = fd, .pos = pos, .flen = len};
-    if (c->tail)
-        c->tail->next = o;
-    else
-        c->head = o;
-    c->tail = o;
-    if (!c->first_unsent)
-        c->first_unsent = o;
+    enqueue(c, o);
     c->out_bytes += len;
     c->unsent_bytes += len;
     c->drain_owed = true;
