@@ -813,14 +813,12 @@ static int read_batches(struct log *log, int64_t offset, size_t max, struct buf 
         log_slice_release(&s);
         return 0;
     }
-    ssize_t n = file_pread_all(s.fd, buf_reserve(b, s.len), s.len, s.pos);
+    rc = log_slice_read(&s, buf_reserve(b, s.len));
     size_t want = s.len;
     int64_t base = s.base_offset, after = s.next_offset;
     log_slice_release(&s);
-    if (n < 0)
-        return (int)n;
-    if ((size_t)n != want)
-        return TERN_ECORRUPT;
+    if (rc < 0)
+        return rc;
     b->len = want;
     rc = check_batches(b->p, b->len);
     if (rc == 0) {

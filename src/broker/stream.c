@@ -265,12 +265,10 @@ static int replay_producers(struct stream_part *p)
         }
         buf_clear(&b);
         uint8_t *dst = buf_reserve(&b, s.len);
-        ssize_t n = pread(s.fd, dst, s.len, s.pos);
+        rc = log_slice_read(&s, dst);
         log_slice_release(&s);
-        if (n != (ssize_t)s.len) {
-            rc = n < 0 ? -errno : TERN_ECORRUPT;
+        if (rc < 0)
             break;
-        }
         int64_t used = producers_replay(p->prod, dst, s.len);
         if (used <= 0) {
             rc = used < 0 ? (int)used : TERN_ECORRUPT;

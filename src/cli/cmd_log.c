@@ -579,10 +579,10 @@ static int dump_slice(struct log *log, struct dump *d, int64_t *off, int64_t end
         return 1;
     }
     uint8_t *buf = tern_xmalloc(s.len);
-    ssize_t n = file_pread_all(s.fd, buf, s.len, s.pos);
-    if (n < 0 || (size_t)n != s.len) {
+    int n = log_slice_read(&s, buf);
+    if (n < 0) {
         cmd_error("log %s: cannot read its segment file: %s", d->name,
-                  n < 0 ? tern_strerror((int)n) : "file shorter than its index says");
+                  n != TERN_ECORRUPT ? tern_strerror(n) : "file shorter than its index says");
         rc = -1;
     } else if (s.next_offset <= *off) {
         cmd_error("log %s: no progress reading at offset %" PRId64, d->name, *off);

@@ -992,6 +992,12 @@ void log_slice_release(struct log_slice *s)
     s->fd = -1;
 }
 
+int log_slice_read(const struct log_slice *s, void *dst)
+{
+    ssize_t n = file_pread_all(s->fd, dst, s->len, (off_t)s->pos);
+    return n < 0 ? (int)n : (size_t)n == s->len ? 0 : TERN_ECORRUPT;
+}
+
 int log_find_time(struct log *log, int64_t ts, int64_t *offset_out)
 {
     for (int i = 0; i < log->nsegs; i++) {

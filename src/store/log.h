@@ -130,6 +130,9 @@ struct log_slice {
 int log_read(struct log *log, int64_t offset, size_t max_bytes, int64_t limit,
              struct log_slice *out);
 void log_slice_release(struct log_slice *s);
+/* Reads the slice's s->len bytes into dst. Returns 0, -errno, or TERN_ECORRUPT when the file
+ * is shorter than the slice. */
+int log_slice_read(const struct log_slice *s, void *dst);
 
 /* The first offset whose record timestamp is >= ts, or TERN_ERANGE if none. In a compressed
  * batch, records are not read: the answer is that batch's base offset. */

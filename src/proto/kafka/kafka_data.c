@@ -181,13 +181,6 @@ static int records_slice(struct stream_part *p, int64_t offset, size_t max, bool
     return rc;
 }
 
-/* Reads a slice into dst. Returns 0 or a negative error. */
-static int slice_read(const struct log_slice *s, uint8_t *dst)
-{
-    ssize_t n = pread(s->fd, dst, s->len, s->pos);
-    return n == (ssize_t)s->len ? 0 : n < 0 ? -errno : TERN_ECORRUPT;
-}
-
 /* The record slices of a fetch response, in response order, and the partition each is for. A
  * partition's records field becomes a gap (kafka_wire.h) its slices fill: they go out from the
  * segment files (net_conn_write_file), not through memory. */
@@ -442,7 +435,7 @@ static int64_t record_time(struct kafka_req *r, struct stream_part *p, int64_t o
     struct kafka_str rec = {(const uint8_t *)"", 0};
     if (s.len > 0) {
         uint8_t *dst = kafka_alloc(r, s.len, 1);
-        if (slice_read(&s, dst) == 0)
+        if (log_slice_read(&s, dst) == 0)
             rec = (struct kafka_str){dst, (int32_t)s.len};
     }
     log_slice_release(&s);
