@@ -45,6 +45,7 @@
 #include <unistd.h>
 
 #include "base/tern.h"
+#include "os/file.h"
 
 #define NET_BACKLOG 511
 #define NET_FLUSH_NOW (64u * 1024)    /* unsent bytes that are flushed without waiting */
@@ -328,21 +329,25 @@ static void file_sent(struct net_conn *c, size_t n)
  * (UV_EIO when the file is shorter than the range). */
 static int file_read(const struct net_out *f, uint8_t *dst, size_t n)
 {
-    ssize_t got = pread(f->fd, dst, n, (off_t)f->pos);
+    ssize_t got = file_pread_all(f->fd, dst, n, (off_t)f->pos);
     if (got == (ssize_t)n)
         return 0;
-    return got < 0 ? uv_translate_sys_error(errno) : UV_EIO;
+    return got < 0 ? (int)got : UV_EIO; /* -errno is libuv's error code on Unix */
 }
 
 /* The socket takes no more of the file range at the head: copies its next NET_NUDGE bytes into
  * a memory node before it, for uv_write to send once the socket is writable (the range resumes
- * from write_cb). Returns 0 or a libuv error. */
-static int file_nudge(struct net_conn *c)
+ * from write_cb). The bytes come from have (avail of them, already read) or from the file.
+ * Returns 0 or a libuv error. */
+static int file_nudge(struct net_conn *c, const uint8_t *have, size_t avail)
 {
     struct net_out *f = c->head;
     size_t n = f->flen < NET_NUDGE ? f->flen : NET_NUDGE;
+    if (have && avail < n)
+        n = avail;
     struct net_out *o = tern_xcalloc(1, sizeof(*o));
-    int err = file_read(f, buf_reserve(&o->b, n), n);
+    uint8_t *dst = buf_reserve(&o->b, n);
+    int err = have ? (memcpy(dst, have, n), 0) : file_read(f, dst, n);
     if (err) {
         buf_fini(&o->b);
         free(o);
@@ -377,7 +382,7 @@ static bool send_file(struct net_conn *c, int sock)
         } else if (n == 0) {
             err = UV_EIO; /* the file is shorter than the range */
         } else if (errno == EAGAIN) {
-            err = file_nudge(c);
+            err = file_nudge(c, NULL, 0);
             break;
         } else if (errno != EINTR) {
             err = uv_translate_sys_error(errno);
@@ -434,21 +439,20 @@ static void flush(struct net_conn *c)
             fail(c, r);
             return;
         }
-        size_t took = r > 0 ? (size_t)r : 0;
+        size_t took = r > 0 ? (size_t)r : 0, fsent = took > bytes ? took - bytes : 0;
         if (took)
             sent_now(c, took < bytes ? took : bytes);
-        if (took > bytes) {
-            file_sent(c, took - bytes); /* the memory before it went whole: f heads the queue */
-            continue;
-        }
-        if (took == bytes && f && c->head == f) { /* the socket took nothing of the range */
-            int err = file_nudge(c);
+        if (fsent)
+            file_sent(c, fsent); /* the memory before it went whole: f heads the queue */
+        if (took == bytes + fbytes)
+            continue;                  /* all of it went: maybe more */
+        if (took >= bytes && fbytes) { /* the socket is full inside the range's chunk */
+            const uint8_t *rest = (const uint8_t *)bufs[n].base + fsent;
+            int err = file_nudge(c, rest, fbytes - fsent); /* from the chunk, not the file */
             if (err) {
                 fail(c, err);
                 return;
             }
-        } else if (took == bytes) {
-            continue; /* more than NET_IOV_MAX nodes */
         }
         n = gather(c, bufs, &bytes, &f); /* memory only (a nudge, maybe) */
         r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, n, write_cb);
