@@ -50,6 +50,8 @@ struct stream_part {
     int32_t index;
     struct log *log;
     struct producers *prod;
+    int64_t snap_next; /* the log end named by the snapshot on disk, which equals prod; or -1 */
+    bool prod_partial; /* the replay failed: prod is incomplete and never saved */
     struct stream_watch *watchers;
 };
 
@@ -295,12 +297,19 @@ static struct producers *load_snapshot(struct stream_part *p)
     return t;
 }
 
-/* Writes p's snapshot naming the log end; with no producers, removes any old one. */
+/* Writes p's snapshot naming the log end, unless the one on disk already does. An empty table
+ * is saved too, so a clean restart skips the replay of a log without idempotent producers. */
 static int save_snapshot(struct stream_part *p)
 {
-    if (producers_count(p->prod) == 0)
+    int64_t end = log_end_offset(p->log);
+    if (p->prod_partial)
         return producers_remove_file(log_dir(p->log));
-    return producers_save_file(p->prod, log_end_offset(p->log), log_dir(p->log));
+    if (p->snap_next == end)
+        return 0;
+    int rc = producers_save_file(p->prod, end, log_dir(p->log));
+    if (rc == 0)
+        p->snap_next = end;
+    return rc;
 }
 
 static void part_name(const struct stream_topic *t, int32_t i, char *out, size_t cap)
@@ -325,9 +334,11 @@ static int part_open(struct stream_topic *t, int32_t i, struct stream_part **out
     *p = (struct stream_part){.t = t, .index = i, .log = log};
     p->prod = load_snapshot(p);
     bool snap = p->prod != NULL;
+    p->snap_next = snap ? log_end_offset(log) : -1;
     if (!snap) {
         p->prod = producers_new();
         rc = replay_producers(p);
+        p->prod_partial = rc < 0;
     }
     if (rc < 0)
         TLOG_ERRNO("stream", rc, "event=producer_replay_failed topic=%s partition=%" PRId32,
