@@ -523,16 +523,9 @@ int catalog_put_offsets_unsynced(struct catalog *c, const struct catalog_offset 
 
 int catalog_wal_open(struct catalog *c)
 {
-    const char *db = sqlite3_db_filename(c->db, "main");
-    if (db == NULL || db[0] == 0)
-        return -ENOENT;
-    size_t n = strlen(db);
-    char *path = tern_xmalloc(n + 5);
-    memcpy(path, db, n);
-    memcpy(path + n, "-wal", 5);
-    int fd = file_open(path, O_RDONLY | O_CLOEXEC, 0);
-    free(path);
-    return fd;
+    sqlite3_filename db = sqlite3_db_filename(c->db, "main");
+    const char *wal = db ? sqlite3_filename_wal(db) : NULL;
+    return wal && wal[0] ? file_open(wal, O_RDONLY | O_CLOEXEC, 0) : -ENOENT;
 }
 
 int catalog_del_group(struct catalog *c, const char *group)

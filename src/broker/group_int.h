@@ -100,7 +100,6 @@ struct group_off {
     int64_t offset;
     int32_t leader_epoch;
     char *metadata;
-    int64_t commit_ms;
 };
 
 struct group {

@@ -77,7 +77,6 @@ static void offset_set(struct group *g, const struct catalog_offset *c)
     o->metadata = c->metadata ? tern_xstrdup(c->metadata) : NULL;
     o->offset = c->offset;
     o->leader_epoch = c->leader_epoch;
-    o->commit_ms = c->commit_ms;
 }
 
 /* Kafka's validateOffsetCommit for the classic protocol; *memp gets the committing member. */

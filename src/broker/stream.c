@@ -321,10 +321,8 @@ static int part_open(struct stream_topic *t, int32_t i, struct stream_part **out
 {
     char name[64];
     part_name(t, i, name, sizeof(name));
-    struct log *log = store_log_find(t->m->st, name);
-    int rc = 0;
-    if (!log)
-        rc = store_log(t->m->st, name, NULL, &log);
+    struct log *log;
+    int rc = store_log(t->m->st, name, NULL, &log); /* the open log, or a new one */
     if (rc < 0)
         return rc;
     struct log_config lc = *log_get_config(log);
@@ -376,15 +374,6 @@ struct log *stream_part_log(const struct stream_part *p)
 {
     return p->log;
 }
-int32_t stream_part_index(const struct stream_part *p)
-{
-    return p->index;
-}
-struct stream_topic *stream_part_topic(const struct stream_part *p)
-{
-    return p->t;
-}
-
 /* ---- topics ------------------------------------------------------------------------------- */
 
 static bool name_valid(const char *name)

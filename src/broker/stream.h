@@ -123,8 +123,6 @@ bool stream_config_at(const struct stream_topic *t, size_t i, struct stream_conf
 /* ---- partitions ---- */
 
 struct log *stream_part_log(const struct stream_part *p);
-int32_t stream_part_index(const struct stream_part *p);
-struct stream_topic *stream_part_topic(const struct stream_part *p);
 
 struct stream_append_result {
     int64_t base_offset; /* the first offset of the batch (the original one for a duplicate) */

@@ -164,17 +164,6 @@ static int set_checkpoint_interval_ms(struct config *cfg, const char *value, con
     return 0;
 }
 
-static int set_group_commit_ms(struct config *cfg, const char *value, const char **why)
-{
-    uint64_t ms;
-    if (parse_u64(value, 0, 1000, &ms) < 0) {
-        *why = "expected 0 to 1000 milliseconds";
-        return -EINVAL;
-    }
-    cfg->group_commit_ms = (uint32_t)ms;
-    return 0;
-}
-
 static int set_str(char **dst, const char *value, const char **why)
 {
     if (value[0] == '\0' || strlen(value) > 255) {
@@ -206,6 +195,11 @@ static int set_u32(uint32_t *dst, const char *value, uint64_t min, uint64_t max,
     }
     *dst = (uint32_t)v;
     return 0;
+}
+
+static int set_group_commit_ms(struct config *cfg, const char *value, const char **why)
+{
+    return set_u32(&cfg->group_commit_ms, value, 0, 1000, "expected 0 to 1000 milliseconds", why);
 }
 
 static int set_bool(bool *dst, const char *value, const char **why)
