@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 const char *tern_strerror(int err)
 {
@@ -75,4 +77,22 @@ char *tern_xstrdup(const char *s)
 {
     char *p = strdup(s);
     return p ? p : oom(strlen(s) + 1);
+}
+
+void tern_random(void *p, unsigned long n)
+{
+    if (getrandom(p, n, 0) == (ssize_t)n)
+        return;
+    static unsigned long long counter;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    unsigned long long x = (unsigned long long)ts.tv_nsec ^ (unsigned long long)ts.tv_sec << 30;
+    x ^= ++counter * 0x9E3779B97F4A7C15ull;
+    unsigned char *b = p;
+    for (unsigned long i = 0; i < n; i++) { /* splitmix64, a byte at a time */
+        unsigned long long z = (x += 0x9E3779B97F4A7C15ull);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        b[i] = (unsigned char)(z ^ (z >> 31));
+    }
 }

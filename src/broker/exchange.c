@@ -32,8 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CONTAINER_OF(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
-
 /* ---- a chained hash table of intrusive links --------------------------------------------- */
 
 struct hlink {
@@ -211,7 +209,7 @@ static struct xdest *xdest_find(const struct exchange *x, const void *dest)
 {
     uint64_t h = hash_ptr(dest);
     for (struct hlink *l = htab_chain(&x->dests, h); l; l = l->next) {
-        struct xdest *xd = CONTAINER_OF(l, struct xdest, link);
+        struct xdest *xd = TERN_CONTAINER_OF(l, struct xdest, link);
         if (l->hash == h && xd->dest == dest)
             return xd;
     }
@@ -263,7 +261,7 @@ static struct xkey *xkey_find(const struct exchange *x, const char *key, size_t 
 {
     uint64_t h = hash_bytes(key, len);
     for (struct hlink *l = htab_chain(&x->keys, h); l; l = l->next) {
-        struct xkey *k = CONTAINER_OF(l, struct xkey, link);
+        struct xkey *k = TERN_CONTAINER_OF(l, struct xkey, link);
         if (l->hash == h && k->keylen == len && memcmp(k->key, key, len) == 0)
             return k;
     }
@@ -322,7 +320,7 @@ static struct binding *binding_find(const struct exchange *x, const void *dest, 
     size_t len = strlen(key);
     uint64_t h = binding_hash(dest, key, len);
     for (struct hlink *l = htab_chain(&x->ids, h); l; l = l->next) {
-        struct binding *b = CONTAINER_OF(l, struct binding, link);
+        struct binding *b = TERN_CONTAINER_OF(l, struct binding, link);
         if (l->hash == h && b->xd->dest == dest && b->keylen == len &&
             memcmp(b->key, key, len) == 0 && table_equal(b->args, args))
             return b;
@@ -461,7 +459,7 @@ void exchange_free(struct exchange *x)
     for (size_t i = 0; i < x->keys.nb; i++) {
         for (struct hlink *l = x->keys.b[i], *next; l; l = next) {
             next = l->next;
-            struct xkey *k = CONTAINER_OF(l, struct xkey, link);
+            struct xkey *k = TERN_CONTAINER_OF(l, struct xkey, link);
             free(k->d);
             free(k);
         }

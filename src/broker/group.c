@@ -513,14 +513,10 @@ static void pending_remove(struct group *g, struct group_pending *p)
 }
 
 /* A new member id: "<client_id>-<random UUID>", as Kafka names them. */
-static char *new_member_id(struct group_mgr *m, const char *client_id)
+static char *new_member_id(const char *client_id)
 {
     uint8_t r[16];
-    if (uv_random(NULL, NULL, r, sizeof(r), 0, NULL) != 0) {
-        uint64_t a = clock_mono_ns(), b = ++m->id_seq ^ (uint64_t)clock_wall_ms() << 20;
-        memcpy(r, &a, 8);
-        memcpy(r + 8, &b, 8);
-    }
+    tern_random(r, sizeof(r));
     r[6] = (uint8_t)((r[6] & 0x0f) | 0x40);
     r[8] = (uint8_t)((r[8] & 0x3f) | 0x80);
     size_t n = strlen(group_nz(client_id)) + 38;
@@ -799,16 +795,16 @@ static void dl_fire(struct group_dl *d)
 {
     switch (d->kind) {
     case GROUP_DL_MEMBER:
-        member_expired(GROUP_CONTAINER_OF(d, struct group_member, dl));
+        member_expired(TERN_CONTAINER_OF(d, struct group_member, dl));
         break;
     case GROUP_DL_PENDING:
-        pending_expired(GROUP_CONTAINER_OF(d, struct group_pending, dl));
+        pending_expired(TERN_CONTAINER_OF(d, struct group_pending, dl));
         break;
     case GROUP_DL_JOIN:
-        join_expired(GROUP_CONTAINER_OF(d, struct group, join_dl));
+        join_expired(TERN_CONTAINER_OF(d, struct group, join_dl));
         break;
     case GROUP_DL_SYNC:
-        sync_expired(GROUP_CONTAINER_OF(d, struct group, sync_dl));
+        sync_expired(TERN_CONTAINER_OF(d, struct group, sync_dl));
         break;
     }
 }
@@ -885,7 +881,7 @@ static void join_new_member(struct group *g, const struct group_join_req *req,
         join_error(m, w, "", GROUP_ERR_INCONSISTENT_GROUP_PROTOCOL);
         return;
     }
-    char *id = new_member_id(m, req->client_id);
+    char *id = new_member_id(req->client_id);
     if (!req->require_known_member) {
         add_member(g, id, req, w, false);
         return;
@@ -1169,7 +1165,7 @@ void group_conn_closed(struct group_mgr *m, void *owner)
         waiter_unlink(w);
         w->cb.join = NULL;
         struct group_member *mem =
-            w->is_join ? GROUP_CONTAINER_OF(w, struct group_member, join_w) : NULL;
+            w->is_join ? TERN_CONTAINER_OF(w, struct group_member, join_w) : NULL;
         if (mem && mem->is_new && !mem->id_known) {
             ghosts = tern_xrealloc(ghosts, (n_ghosts + 1) * sizeof(*ghosts));
             ghosts[n_ghosts++] = mem;

@@ -17,7 +17,6 @@
 
 struct catalog;
 
-#define GROUP_CONTAINER_OF(p, type, field) ((type *)(void *)((char *)(p)-offsetof(type, field)))
 #define GROUP_DL_IDLE ((size_t)-1)
 
 enum group_state {
@@ -135,9 +134,8 @@ struct group_mgr {
     struct group_waiter waiters; /* list head */
     struct group_note *notes, **notes_tail;
     struct group *gc;
-    int depth;     /* group_* calls in progress */
-    bool flushing; /* delivering notes */
-    uint64_t id_seq;
+    int depth;                 /* group_* calls in progress */
+    bool flushing;             /* delivering notes */
     struct group_fsync *fsync; /* durability of commits (group_offset.c); NULL until first used */
 };
 

@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include "base/buf.h"
@@ -393,9 +392,8 @@ static bool name_valid(const char *name)
 static void new_prefix(struct stream_mgr *m, char *out)
 {
     for (;;) {
-        uint64_t r = 0;
-        if (getrandom(&r, sizeof(r), 0) != sizeof(r))
-            r = (uint64_t)clock() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)out;
+        uint64_t r;
+        tern_random(&r, sizeof(r));
         snprintf(out, PREFIX_LEN + 1, "k.%016" PRIx64, r);
         char name[64];
         snprintf(name, sizeof(name), "%s.0", out);

@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "base/strmap.h"
 #include "base/tern.h"
@@ -383,9 +382,8 @@ int vhost_exchange_bind(struct vhost *vh, const char *dest, const char *src, con
 
 static void new_log_name(bool durable, char *out, size_t len)
 {
-    uint64_t r = 0;
-    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
-        r = (uint64_t)uv_hrtime() ^ (uint64_t)(uintptr_t)out;
+    uint64_t r;
+    tern_random(&r, sizeof(r));
     snprintf(out, len, "%c.%016llx", durable ? 'q' : 't', (unsigned long long)r);
 }
 

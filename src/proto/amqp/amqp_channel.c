@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "base/clock.h"
 #include "base/table.h"
@@ -707,9 +706,7 @@ static void random_suffix(char *out, size_t n)
 {
     static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     uint8_t r[32];
-    if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
-        for (size_t i = 0; i < sizeof(r); i++)
-            r[i] = (uint8_t)(uv_hrtime() >> (i % 8));
+    tern_random(r, sizeof(r));
     for (size_t i = 0; i < n && i < sizeof(r); i++)
         out[i] = a[r[i] & 63];
     out[n] = '\0';
