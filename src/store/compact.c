@@ -8,6 +8,7 @@
  */
 #include "store/compact.h"
 
+#include "base/buf.h"
 #include "base/strmap.h"
 #include "base/tern.h"
 #include "os/file.h"
@@ -18,6 +19,7 @@
 #include <string.h>
 
 #define READ_CHUNK (1u << 20)
+#define BATCH_CRC_POS 17 /* the CRC field's position in a batch header (batch.h) */
 
 struct compact_map {
     struct strmap keys; /* key -> (void *)(offset + 1) */
@@ -187,9 +189,9 @@ struct sink {
 /* One empty batch standing for a run of consecutive emptied batches. */
 struct run {
     bool open;
-    bool mergeable;    /* no producer fields to keep */
-    int n;             /* batches in the run */
-    uint64_t pos;      /* old position of its first batch */
+    bool mergeable; /* no producer fields to keep */
+    int n;          /* batches in the run */
+    uint64_t pos;   /* old position of its first batch */
     struct batch_hdr h;
     uint8_t orig[BATCH_HEADER_SIZE]; /* a single already-empty batch, as it was */
     bool orig_valid;
@@ -202,11 +204,12 @@ struct ctx {
     struct reader r;
     struct scratch x;
     struct strmap last_of_pid; /* producer id (8 bytes) -> base offset + 1 of its last batch */
+    bool have_last_of_pid;     /* last_of_pid is built (on first need: find_last_of_pid) */
     struct sink sink;
     struct run run;
-    uint8_t *recs, *out; /* kept records; a rewritten batch */
-    size_t recs_cap, out_cap, recs_len;
-    int32_t kept; /* records in recs */
+    struct buf recs; /* kept records */
+    struct buf out;  /* a rewritten batch (its bytes sit past len: len stays 0) */
+    int32_t kept;    /* records in recs */
     struct compact_seg_stats *st;
 };
 
@@ -272,14 +275,40 @@ static int run_flush(struct ctx *c)
     return sink_changed(&c->sink, u->pos, b, sizeof(b), &u->h);
 }
 
+/* Finds the last batch of each producer id in the segment, with a reader of its own (the walk's
+ * reader holds the batch being filtered). */
+static int find_last_of_pid(struct ctx *c)
+{
+    struct reader r = {.s = c->r.s};
+    uint64_t pos = 0;
+    int64_t n;
+    const uint8_t *b;
+    struct batch_hdr h;
+    while ((n = reader_batch(&r, pos, &b, &h)) > 0) {
+        if (h.producer_id >= 0)
+            strmap_put(&c->last_of_pid, (const char *)&h.producer_id, sizeof(h.producer_id),
+                       (void *)(intptr_t)(h.base_offset + 1));
+        pos += (uint64_t)n;
+    }
+    free(r.buf);
+    return (int)n;
+}
+
 /* Whether an emptied batch must keep its producer fields: the last batch of its producer id in
- * this segment, or a transactional one. */
-static bool keeps_producer(const struct ctx *c, const struct batch_hdr *h)
+ * this segment, or a transactional one. Returns 1 or 0, or a negative error from reading the
+ * segment for the map of last batches (built on the first call that needs it). */
+static int keeps_producer(struct ctx *c, const struct batch_hdr *h)
 {
     if (h->producer_id < 0)
-        return false;
+        return 0;
     if (h->attributes & BATCH_ATTR_TRANSACTIONAL)
-        return true;
+        return 1;
+    if (!c->have_last_of_pid) {
+        int rc = find_last_of_pid(c);
+        if (rc < 0)
+            return rc;
+        c->have_last_of_pid = true;
+    }
     void *v = strmap_get(&c->last_of_pid, (const char *)&h->producer_id, sizeof(h->producer_id));
     return v && (int64_t)(intptr_t)v - 1 == h->base_offset;
 }
@@ -289,7 +318,10 @@ static int run_add(struct ctx *c, uint64_t pos, const uint8_t *b, size_t len,
                    const struct batch_hdr *h)
 {
     struct run *u = &c->run;
-    bool mergeable = !keeps_producer(c, h);
+    int keep = keeps_producer(c, h);
+    if (keep < 0)
+        return keep;
+    bool mergeable = !keep;
     int16_t attrs = (int16_t)(h->attributes & ~BATCH_ATTR_COMPRESSION_MASK);
     int64_t last = batch_last_offset(h);
     if (u->open && (!mergeable || !u->mergeable || attrs != u->h.attributes ||
@@ -318,14 +350,6 @@ static int run_add(struct ctx *c, uint64_t pos, const uint8_t *b, size_t len,
     return 0;
 }
 
-static void grow(uint8_t **p, size_t *cap, size_t need)
-{
-    if (need <= *cap)
-        return;
-    *cap = need > 2 * *cap ? need : 2 * *cap;
-    *p = tern_xrealloc(*p, *cap);
-}
-
 /* Whether record rec (not in a control batch) survives. */
 static bool keep_record(const struct ctx *c, const struct batch_record *rec)
 {
@@ -347,15 +371,13 @@ static enum verdict filter(struct ctx *c, const uint8_t *b, const struct batch_h
     if (records_open(&c->x, &it, b, h) != 0)
         return KEEP_WHOLE;
     uint32_t kept = 0, removed = 0, tombs = 0;
-    c->recs_len = 0;
+    buf_clear(&c->recs);
     const uint8_t *start = it.p;
     int rc;
     while ((rc = batch_iter_next(&it, &rec)) == 1) {
         size_t n = (size_t)(it.p - start);
         if (keep_record(c, &rec)) {
-            grow(&c->recs, &c->recs_cap, c->recs_len + n);
-            memcpy(c->recs + c->recs_len, start, n);
-            c->recs_len += n;
+            buf_put(&c->recs, start, n);
             kept++;
             tombs += rec.key && !rec.value;
         } else {
@@ -380,27 +402,38 @@ static enum verdict filter(struct ctx *c, const uint8_t *b, const struct batch_h
 }
 
 /* Builds the rewritten batch from h and the kept records into c->out; returns its size with
- * *nb pointing at it. */
-static int64_t rewrite(struct ctx *c, const struct batch_hdr *h, const uint8_t **nb)
+ * *nb pointing at it and *nh set to its header (as batch_parse would read it). A compressed
+ * batch is first built uncompressed without a CRC: compress_batch computes the final one. */
+static int64_t rewrite(struct ctx *c, const struct batch_hdr *h, const uint8_t **nb,
+                       struct batch_hdr *nh)
 {
     int codec = h->attributes & BATCH_ATTR_COMPRESSION_MASK;
-    size_t size = BATCH_HEADER_SIZE + c->recs_len;
+    size_t size = BATCH_HEADER_SIZE + c->recs.len;
     if (size - BATCH_LOG_OVERHEAD > INT32_MAX)
         return TERN_ETOOBIG;
-    size_t cap = size + (codec ? BATCH_HEADER_SIZE + compress_bound(codec, c->recs_len) : 0);
-    grow(&c->out, &c->out_cap, cap);
-    struct batch_hdr nh = *h;
-    nh.length = (int32_t)(size - BATCH_LOG_OVERHEAD);
-    nh.record_count = c->kept;
-    nh.attributes = (int16_t)(h->attributes & ~BATCH_ATTR_COMPRESSION_MASK);
-    batch_write_header(c->out, &nh);
-    memcpy(c->out + BATCH_HEADER_SIZE, c->recs, c->recs_len);
-    batch_update_crc(c->out, size);
-    *nb = c->out;
-    if (!codec)
+    size_t cap = size + (codec ? BATCH_HEADER_SIZE + compress_bound(codec, c->recs.len) : 0);
+    buf_clear(&c->out);
+    uint8_t *o = buf_reserve(&c->out, cap);
+    *nh = *h;
+    nh->length = (int32_t)(size - BATCH_LOG_OVERHEAD);
+    nh->record_count = c->kept;
+    nh->attributes = (int16_t)(h->attributes & ~BATCH_ATTR_COMPRESSION_MASK);
+    batch_write_header(o, nh);
+    memcpy(o + BATCH_HEADER_SIZE, c->recs.p, c->recs.len);
+    if (!codec) {
+        batch_update_crc(o, size);
+        nh->crc = buf_get_u32(o + BATCH_CRC_POS);
+        *nb = o;
         return (int64_t)size;
-    *nb = c->out + size;
-    return compress_batch(codec, 0, c->out, size, c->out + size, cap - size);
+    }
+    int64_t n = compress_batch(codec, 0, o, size, o + size, cap - size);
+    if (n < 0)
+        return n;
+    *nb = o + size;
+    nh->length = (int32_t)(n - BATCH_LOG_OVERHEAD);
+    nh->attributes = h->attributes; /* the same codec again */
+    nh->crc = buf_get_u32(*nb + BATCH_CRC_POS);
+    return n;
 }
 
 static int emit(struct ctx *c, uint64_t pos, const uint8_t *b, size_t len,
@@ -417,35 +450,17 @@ static int emit(struct ctx *c, uint64_t pos, const uint8_t *b, size_t len,
         return sink_same(&c->sink, b, len, h);
     }
     const uint8_t *nb;
-    int64_t n = rewrite(c, h, &nb);
+    struct batch_hdr nh;
+    int64_t n = rewrite(c, h, &nb, &nh);
     if (n < 0)
         return (int)n;
-    struct batch_hdr nh;
-    if (batch_parse(nb, (size_t)n, UINT32_MAX, &nh) != n)
-        return TERN_EPROTO;
     c->st->bytes_after += (uint64_t)n;
     return sink_changed(&c->sink, pos, nb, (size_t)n, &nh);
 }
 
-/* Finds the last batch of each producer id in the segment. */
-static int find_last_of_pid(struct ctx *c)
-{
-    uint64_t pos = 0;
-    int64_t n;
-    const uint8_t *b;
-    struct batch_hdr h;
-    while ((n = reader_batch(&c->r, pos, &b, &h)) > 0) {
-        if (h.producer_id >= 0)
-            strmap_put(&c->last_of_pid, (const char *)&h.producer_id, sizeof(h.producer_id),
-                       (void *)(intptr_t)(h.base_offset + 1));
-        pos += (uint64_t)n;
-    }
-    return (int)n;
-}
-
 static int compact_walk(struct ctx *c)
 {
-    int rc = find_last_of_pid(c);
+    int rc = 0;
     uint64_t pos = 0;
     int64_t n = 0;
     const uint8_t *b;
@@ -475,8 +490,8 @@ int compact_seg(const struct compact_map *m, const struct seg *old, bool drop_to
     int rc = compact_walk(&c);
     free(c.r.buf);
     free(c.x.p);
-    free(c.recs);
-    free(c.out);
+    buf_fini(&c.recs);
+    buf_fini(&c.out);
     strmap_fini(&c.last_of_pid);
     if (rc < 0 && c.sink.fresh) {
         seg_remove(c.sink.fresh);

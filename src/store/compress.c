@@ -20,6 +20,7 @@
 #include <zstd.h>
 #include <zstd_errors.h>
 
+#include "base/buf.h"
 #include "base/tern.h"
 
 #define XERIAL_HEADER_SIZE 16
@@ -27,11 +28,6 @@
 #define CAP_MAX ((size_t)UINT32_MAX)  /* zlib counts in 32 bits */
 
 static const uint8_t xerial_magic[8] = {0x82, 'S', 'N', 'A', 'P', 'P', 'Y', 0};
-
-static uint32_t get_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
 static void put_be32(uint8_t *p, uint32_t v)
 {
@@ -166,7 +162,7 @@ static int64_t xerial_decode(const uint8_t *src, size_t len, uint8_t *out, size_
     while (pos < len) {
         if (len - pos < 4)
             return TERN_EPROTO;
-        uint32_t blen = get_be32(src + pos);
+        uint32_t blen = buf_get_u32(src + pos);
         pos += 4;
         if (blen == 0 || blen > len - pos)
             return TERN_EPROTO;
@@ -463,12 +459,10 @@ int64_t compress_batch(int codec, int level, const void *batch, size_t size, voi
     int64_t total = BATCH_HEADER_SIZE + n;
     if (total - BATCH_LOG_OVERHEAD > INT32_MAX)
         return TERN_ETOOBIG;
-    memcpy(o, batch, BATCH_HEADER_SIZE);
-    put_be32(o + 8, (uint32_t)(total - BATCH_LOG_OVERHEAD));
-    uint16_t attrs = (uint16_t)((uint16_t)h.attributes & ~BATCH_ATTR_COMPRESSION_MASK) |
-                     (uint16_t)(codec & BATCH_ATTR_COMPRESSION_MASK);
-    o[21] = (uint8_t)(attrs >> 8);
-    o[22] = (uint8_t)attrs;
+    h.length = (int32_t)(total - BATCH_LOG_OVERHEAD);
+    h.attributes = (int16_t)((h.attributes & ~BATCH_ATTR_COMPRESSION_MASK) |
+                             (codec & BATCH_ATTR_COMPRESSION_MASK));
+    batch_write_header(o, &h); /* every field but the CRC, which covers the compressed records */
     batch_update_crc(o, (size_t)total);
     return total;
 }

@@ -1346,7 +1346,6 @@ static int cjob_complete(struct compact_job *j)
     log->cstats.segments_rewritten += (uint64_t)rewritten;
     log->cstats.records_removed += removed;
     log->cstats.bytes_removed += before > after ? before - after : 0;
-    log->cstats.cleaned_end = log->cleaned_end;
     log->cstats.last_error = j->rc;
     cjob_log(log, j, before, after, removed, rewritten);
     int rc = j->rc;

@@ -92,8 +92,7 @@ static int seg_open_files(struct seg *s, int flags)
     return s->tfd < 0 ? s->tfd : 0;
 }
 
-int seg_create(const char *dir, int64_t base, uint32_t interval, int64_t now_ms,
-               struct seg **out)
+int seg_create(const char *dir, int64_t base, uint32_t interval, int64_t now_ms, struct seg **out)
 {
     struct seg *s = seg_alloc(dir, base, interval, "");
     int rc = seg_open_files(s, O_CREAT | O_TRUNC);
@@ -165,8 +164,7 @@ static void tidx_push(struct seg *s, int64_t ts, uint32_t rel)
 
 /* Records index entries for a batch about to be placed at pos; writes them to the index files
  * when write_files is set. */
-static int seg_index_batch(struct seg *s, uint64_t pos, const struct batch_hdr *h,
-                           bool write_files)
+static int seg_index_batch(struct seg *s, uint64_t pos, const struct batch_hdr *h, bool write_files)
 {
     uint32_t rel = (uint32_t)(h->base_offset - s->base);
     if (pos > 0 && pos - s->last_idx_pos >= s->interval) {
@@ -294,8 +292,7 @@ static int64_t scan_one(struct seg_reader *r, uint64_t pos, uint64_t end, int64_
         *why = "batch extends past end of file";
         return TERN_ECORRUPT;
     }
-    if (h->base_offset < min_base ||
-        batch_last_offset(h) - r->s->base > (int64_t)UINT32_MAX) {
+    if (h->base_offset < min_base || batch_last_offset(h) - r->s->base > (int64_t)UINT32_MAX) {
         *why = "batch offset out of sequence";
         return TERN_ECORRUPT;
     }
@@ -576,8 +573,8 @@ int seg_lookup(const struct seg *s, int64_t offset, uint64_t *pos, struct batch_
     return TERN_ERANGE;
 }
 
-int seg_extent(const struct seg *s, uint64_t pos, uint64_t max_end, int64_t limit,
-               uint64_t *end, int64_t *next)
+int seg_extent(const struct seg *s, uint64_t pos, uint64_t max_end, int64_t limit, uint64_t *end,
+               int64_t *next)
 {
     struct hdr_walk w = {.s = s};
     struct batch_hdr h;
@@ -688,15 +685,22 @@ void seg_unref(struct seg *s)
         seg_free(s);
 }
 
+/* Removes one of s's files; a missing one is not an error. */
+static int unlink_ext(const struct seg *s, const char *ext)
+{
+    char *p = seg_file(s, ext);
+    int rc = file_unlink(p);
+    free(p);
+    return rc == -ENOENT ? 0 : rc;
+}
+
 int seg_remove(struct seg *s)
 {
     static const char *const exts[] = {".log", ".index", ".timeindex"};
     int rc = 0;
     for (unsigned i = 0; i < TERN_ARRAY_LEN(exts); i++) {
-        char *p = seg_file(s, exts[i]);
-        int r = file_unlink(p);
-        free(p);
-        if (r < 0 && r != -ENOENT && rc == 0)
+        int r = unlink_ext(s, exts[i]);
+        if (r < 0 && rc == 0)
             rc = r;
     }
     return rc;
@@ -710,14 +714,6 @@ static char *seg_dir(const struct seg *s)
     if (slash)
         *slash = '\0';
     return d;
-}
-
-static int unlink_ext(const struct seg *s, const char *ext)
-{
-    char *p = seg_file(s, ext);
-    int rc = file_unlink(p);
-    free(p);
-    return rc == -ENOENT ? 0 : rc;
 }
 
 static int rename_ext(const struct seg *from, const struct seg *to, const char *ext)
