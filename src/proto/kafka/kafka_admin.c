@@ -16,11 +16,9 @@
 #define CONFIG_SOURCE_TOPIC 1
 #define CONFIG_SOURCE_DEFAULT 5
 
-static struct kafka_str str_of(const char *s) { return kafka_str_c(s); }
-
-static int32_t node_port(const struct kafka_server *s)
+static struct kafka_str str_of(const char *s)
 {
-    return s->cfg.advertised_port ? s->cfg.advertised_port : s->port;
+    return kafka_str_c(s);
 }
 
 /* ---- Metadata ------------------------------------------------------------------------------ */
@@ -79,7 +77,7 @@ void kafka_handle_metadata(struct kafka_req *r, const struct kafka_metadata_requ
     struct kafka_server *s = r->c->srv;
     struct kafka_metadata_response_broker *b = kafka_alloc(r, 1, sizeof(*b));
     *b = (struct kafka_metadata_response_broker){s->cfg.node_id, str_of(s->advertised_host),
-                                                 node_port(s), KAFKA_STR_NULL};
+                                                 s->cfg.advertised_port, KAFKA_STR_NULL};
     struct kafka_metadata_response resp = {
         .brokers = {1, b},
         .cluster_id = str_of(s->cluster_id),
@@ -120,11 +118,6 @@ void kafka_handle_metadata(struct kafka_req *r, const struct kafka_metadata_requ
 
 /* ---- CreateTopics, DeleteTopics, CreatePartitions ----------------------------------------- */
 
-static struct kafka_str err_text(struct kafka_req *r, const struct stream_err *err)
-{
-    return str_of(kafka_cstr(r, str_of(err->text)));
-}
-
 static void create_one(struct kafka_req *r, const struct kafka_create_topics_request_topic *in,
                        bool validate_only, struct kafka_create_topics_response_topic *out)
 {
@@ -144,14 +137,13 @@ static void create_one(struct kafka_req *r, const struct kafka_create_topics_req
     struct stream_kv *kv = kafka_alloc(r, (size_t)nc, sizeof(*kv));
     for (int32_t i = 0; i < nc; i++) {
         kv[i].name = kafka_cstr(r, in->configs.v[i].name);
-        kv[i].value = in->configs.v[i].value.len < 0 ? NULL
-                                                     : kafka_cstr(r, in->configs.v[i].value);
+        kv[i].value = in->configs.v[i].value.len < 0 ? NULL : kafka_cstr(r, in->configs.v[i].value);
     }
     struct stream_err err;
     if (stream_create(r->c->srv->streams, kafka_cstr(r, in->name), in->num_partitions, kv,
                       (size_t)nc, validate_only, NULL, &err) < 0) {
         out->error_code = kafka_stream_error(&err);
-        out->error_message = err_text(r, &err);
+        out->error_message = kafka_str_dup(r, err.text);
     }
 }
 
@@ -191,11 +183,11 @@ void kafka_handle_create_partitions(struct kafka_req *r,
         const struct kafka_create_partitions_request_topic *t = &m->topics.v[i];
         struct stream_err err;
         rs[i] = (struct kafka_create_partitions_response_result){.name = t->name,
-                                                                .error_message = KAFKA_STR_NULL};
+                                                                 .error_message = KAFKA_STR_NULL};
         if (stream_add_partitions(r->c->srv->streams, kafka_cstr(r, t->name), t->count,
                                   m->validate_only, &err) < 0) {
             rs[i].error_code = kafka_stream_error(&err);
-            rs[i].error_message = err_text(r, &err);
+            rs[i].error_message = kafka_str_dup(r, err.text);
         }
     }
     struct kafka_create_partitions_response resp = {.results = {n, rs}};
@@ -238,7 +230,7 @@ static void describe_topic(struct kafka_req *r,
             continue;
         cs[n++] = (struct kafka_describe_configs_response_config){
             .name = str_of(d.name),
-            .value = str_of(kafka_cstr(r, str_of(d.value))),
+            .value = kafka_str_dup(r, d.value),
             .read_only = d.read_only,
             .config_source = d.is_default ? CONFIG_SOURCE_DEFAULT : CONFIG_SOURCE_TOPIC,
         };
@@ -289,15 +281,14 @@ void kafka_handle_alter_configs(struct kafka_req *r, const struct kafka_alter_co
         struct stream_kv *kv = kafka_alloc(r, (size_t)nc, sizeof(*kv));
         for (int32_t k = 0; k < nc; k++) {
             kv[k].name = kafka_cstr(r, res->configs.v[k].name);
-            kv[k].value = res->configs.v[k].value.len < 0
-                              ? NULL
-                              : kafka_cstr(r, res->configs.v[k].value);
+            kv[k].value =
+                res->configs.v[k].value.len < 0 ? NULL : kafka_cstr(r, res->configs.v[k].value);
         }
         struct stream_err err;
         if (stream_set_configs(r->c->srv->streams, kafka_cstr(r, res->resource_name), kv,
                                (size_t)nc, m->validate_only, &err) < 0) {
             rs[i].error_code = kafka_stream_error(&err);
-            rs[i].error_message = err_text(r, &err);
+            rs[i].error_message = kafka_str_dup(r, err.text);
         }
     }
     struct kafka_alter_configs_response resp = {.responses = {n, rs}};

@@ -40,10 +40,15 @@ static int64_t log_end(struct stream_part *p)
     return log_end_offset(stream_part_log(p));
 }
 
-static struct stream_part *find_part(struct kafka_req *r, struct kafka_str topic, int32_t index)
+/* The topic a request names, or NULL: looked up once per topic, not per partition. */
+static struct stream_topic *find_topic(struct kafka_req *r, struct kafka_str topic)
 {
-    struct stream_topic *t = stream_find(r->c->srv->streams, (const char *)topic.p,
-                                         topic.len > 0 ? (size_t)topic.len : 0);
+    return stream_find(r->c->srv->streams, (const char *)topic.p,
+                       topic.len > 0 ? (size_t)topic.len : 0);
+}
+
+static struct stream_part *part_of(struct stream_topic *t, int32_t index)
+{
     return t ? stream_part(t, index) : NULL;
 }
 
@@ -92,7 +97,7 @@ static void produce_partition(struct stream_topic *t,
 {
     *out = (struct kafka_produce_response_partition){
         .index = in->index, .base_offset = -1, .log_append_time_ms = -1, .log_start_offset = -1};
-    struct stream_part *p = t ? stream_part(t, in->index) : NULL;
+    struct stream_part *p = part_of(t, in->index);
     if (!p) {
         out->error_code = KERR_UNKNOWN_TOPIC_OR_PARTITION;
         return;
@@ -124,8 +129,11 @@ static void produce_partition(struct stream_topic *t,
 void kafka_handle_produce(struct kafka_req *r, const struct kafka_produce_request *m)
 {
     int16_t acks = m->acks;
-    struct produce_wait *w = tern_xcalloc(1, sizeof(*w));
-    w->remaining = 1; /* held until every partition is appended */
+    struct produce_wait *w = NULL; /* only acks=-1 waits for an fsync */
+    if (acks == -1) {
+        w = tern_xcalloc(1, sizeof(*w));
+        w->remaining = 1; /* held until every partition is appended */
+    }
     int32_t nt = m->topic_data.n > 0 ? m->topic_data.n : 0;
     struct kafka_produce_response_topic *ts = kafka_alloc(r, (size_t)nt, sizeof(*ts));
     bool bad_acks = acks != 0 && acks != 1 && acks != -1;
@@ -152,17 +160,16 @@ void kafka_handle_produce(struct kafka_req *r, const struct kafka_produce_reques
     if (acks == 0) {
         kafka_reply_none(r->slot);
     } else if (kafka_encode(r->slot, &resp) < 0) {
-        r->slot->noreply = true;
-        kafka_conn_close(r->c, "response encoding failed");
-        kafka_ready(r->slot);
-    } else if (w->remaining > 1) {
+        /* the slot is done and the connection closing (kafka_encode) */
+    } else if (w && w->remaining > 1) {
         w->slot = r->slot; /* answered when the last fsync is */
         r->slot->pending = w;
         r->slot->cancel = produce_cancel;
     } else {
         kafka_ready(r->slot);
     }
-    on_produce_durable(w, 0); /* drops the hold; frees w when nothing else waits */
+    if (w)
+        on_produce_durable(w, 0); /* drops the hold; frees w when nothing else waits */
 }
 
 /* ---- Fetch --------------------------------------------------------------------------------- */
@@ -181,48 +188,44 @@ static int records_slice(struct stream_part *p, int64_t offset, size_t max, bool
     return rc;
 }
 
-/* The record slices of a fetch response, in response order, and the partition each is for. A
- * partition's records field becomes a gap (kafka_wire.h) its slices fill: they go out from the
+/* The record slices of a fetch response go in f->slice in response order, a partition's
+ * adjacent: its records field becomes a gap (kafka_wire.h) they fill, so they go out from the
  * segment files (net_conn_write_file), not through memory. */
 #define FETCH_PART_SLICES 16 /* segments one partition may read on into */
 
-struct fetch_reads {
-    struct kafka_files *files;
-    struct kafka_fetch_response_partition *out[KAFKA_FILES_MAX]; /* owner of each slice */
-};
-
-/* Adds the slices of one partition from offset: the first as log_read cuts it (KIP-74), then
- * on into the following segments while they fit in max. A compacted segment may hold nothing
- * but empty batches, and librdkafka takes a fetch that yields no record for "message too
- * large" once it has doubled its fetch size ten times. Returns the bytes added or an error. */
-static int64_t add_slices(struct stream_part *p, int64_t offset, size_t max, bool first,
-                          struct fetch_reads *reads, struct kafka_fetch_response_partition *out)
+/* Appends the slices of one partition from offset to f: the first as log_read cuts it
+ * (KIP-74), then on into the following segments while they fit in max. A compacted segment
+ * may hold nothing but empty batches, and librdkafka takes a fetch that yields no record for
+ * "message too large" once it has doubled its fetch size ten times. Returns 0 or an error;
+ * *added is the bytes appended either way. */
+static int add_slices(struct stream_part *p, int64_t offset, size_t max, bool first,
+                      struct kafka_files *f, size_t *added)
 {
     int64_t end = log_end(p);
     size_t len = 0;
-    struct kafka_files *f = reads->files;
+    int rc = 0;
     for (int k = 0; k < FETCH_PART_SLICES && f->n < KAFKA_FILES_MAX && offset < end; k++) {
         struct log_slice *s = &f->slice[f->n];
-        int rc = k == 0 ? records_slice(p, offset, max, first, s)
-                        : log_read(stream_part_log(p), offset, max - len, end, s);
+        rc = k == 0 ? records_slice(p, offset, max, first, s)
+                    : log_read(stream_part_log(p), offset, max - len, end, s);
         if (rc < 0)
-            return rc;
+            break;
         if (s->len == 0 || (k > 0 && len + s->len > max)) {
             log_slice_release(s);
             break;
         }
-        reads->out[f->n++] = out;
+        f->n++;
         len += s->len;
         offset = s->next_offset;
         if (len >= max)
             break;
     }
-    return (int64_t)len;
+    *added = len;
+    return rc < 0 ? rc : 0;
 }
 
-static void fetch_partition(struct kafka_req *r, struct kafka_str topic,
-                            const struct kafka_fetch_request_partition *in, size_t *budget,
-                            bool *first, size_t *total, struct fetch_reads *reads,
+static void fetch_partition(struct stream_topic *t, const struct kafka_fetch_request_partition *in,
+                            size_t *budget, bool *first, size_t *total, struct kafka_files *files,
                             struct kafka_fetch_response_partition *out)
 {
     *out = (struct kafka_fetch_response_partition){
@@ -234,7 +237,7 @@ static void fetch_partition(struct kafka_req *r, struct kafka_str topic,
         .preferred_read_replica = -1,
         .records = {(const uint8_t *)"", 0},
     };
-    struct stream_part *p = find_part(r, topic, in->partition);
+    struct stream_part *p = part_of(t, in->partition);
     if (!p) {
         out->error_code = KERR_UNKNOWN_TOPIC_OR_PARTITION;
         return;
@@ -246,18 +249,21 @@ static void fetch_partition(struct kafka_req *r, struct kafka_str topic,
         out->error_code = KERR_OFFSET_OUT_OF_RANGE;
         return;
     }
-    if (in->fetch_offset == end || (*budget == 0 && !*first) || reads->files->n == KAFKA_FILES_MAX)
+    if (in->fetch_offset == end || (*budget == 0 && !*first) || files->n == KAFKA_FILES_MAX)
         return; /* no room left in this response: the rest in the next fetch */
     size_t max = in->partition_max_bytes > 0 ? (size_t)in->partition_max_bytes : 0;
     if (max > *budget)
         max = *budget;
-    int64_t got = add_slices(p, in->fetch_offset, max, *first, reads, out);
-    if (got < 0) {
+    size_t got;
+    int rc = add_slices(p, in->fetch_offset, max, *first, files, &got);
+    if (got > 0) /* the gap its slices fill */
+        out->records = (struct kafka_str){kafka_wire_gap, (int32_t)got};
+    if (rc < 0) {
         out->error_code = KERR_KAFKA_STORAGE_ERROR;
         return;
     }
-    *budget = (size_t)got >= *budget ? 0 : *budget - (size_t)got;
-    *total += (size_t)got;
+    *budget = got >= *budget ? 0 : *budget - got;
+    *total += got;
     if (got > 0)
         *first = false;
 }
@@ -272,40 +278,37 @@ static size_t fetch_build(struct kafka_req *r, const struct kafka_fetch_request 
     struct kafka_fetch_response_topic *ts = kafka_alloc(r, (size_t)nt, sizeof(*ts));
     size_t budget = m->max_bytes > 0 ? (size_t)m->max_bytes : 0, total = 0;
     bool first = true;
-    struct fetch_reads reads;
-    reads.files = kafka_files_new();
+    struct kafka_files *f = kafka_files_new();
     for (int32_t i = 0; i < nt; i++) {
         const struct kafka_fetch_request_topic *in = &m->topics.v[i];
         int32_t np = in->partitions.n > 0 ? in->partitions.n : 0;
         struct kafka_fetch_response_partition *ps = kafka_alloc(r, (size_t)np, sizeof(*ps));
+        struct stream_topic *t = find_topic(r, in->topic);
         for (int32_t k = 0; k < np; k++)
-            fetch_partition(r, in->topic, &in->partitions.v[k], &budget, &first, &total, &reads,
-                            &ps[k]);
+            fetch_partition(t, &in->partitions.v[k], &budget, &first, &total, f, &ps[k]);
         ts[i] = (struct kafka_fetch_response_topic){in->topic, {np, ps}};
-    }
-    for (int i = 0; i < reads.files->n; i++) {
-        struct kafka_fetch_response_partition *o = reads.out[i];
-        if (i == 0 || reads.out[i - 1] != o) /* its slices are adjacent */
-            o->records = (struct kafka_str){kafka_wire_gap, 0};
-        o->records.len += (int32_t)reads.files->slice[i].len;
     }
     resp->responses.n = nt;
     resp->responses.v = ts;
-    *files = reads.files;
-    if (reads.files->n == 0) {
-        kafka_files_unref(reads.files);
+    *files = f;
+    if (f->n == 0) {
+        kafka_files_unref(f);
         *files = NULL;
     }
     return total;
 }
 
-/* A fetch waiting for data: its request body (copied), a timer and a watch per partition. */
+/* A fetch waiting for data: its request body (copied) and the request decoded from it once,
+ * a timer and a watch per partition. */
 struct fetch_wait {
     struct kafka_slot *slot; /* NULL once cancelled */
     struct kafka_conn *c;
     int16_t version;
     uint8_t *body;
     size_t len;
+    struct arena arena; /* req's arrays (its strings point into body) */
+    struct kafka_fetch_request req;
+    struct arena rarena; /* the response of one wake (reset after each) */
     uv_timer_t timer;
     uint64_t deadline_ms;
     int32_t min_bytes;
@@ -317,6 +320,8 @@ struct fetch_wait {
 static void fetch_wait_closed(uv_handle_t *h)
 {
     struct fetch_wait *w = h->data;
+    arena_fini(&w->arena);
+    arena_fini(&w->rarena);
     free(w->body);
     free(w->watches);
     free(w);
@@ -344,15 +349,10 @@ static void on_fetch_timer(uv_timer_t *t)
     struct kafka_slot *s = w->slot;
     if (!s)
         return;
-    struct arena a;
-    arena_init(&a, SIZE_MAX);
-    struct kafka_req r = {w->c, s, &a, KAFKA_API_FETCH, w->version, w->body, w->len};
-    struct kafka_fetch_request m;
+    struct kafka_req r = {w->c, s, &w->rarena, KAFKA_API_FETCH, w->version, w->body, w->len};
     struct kafka_fetch_response resp;
-    int rc = kafka_fetch_request_decode(w->body, w->len, w->version, &a, &m);
-    TERN_ASSERT(rc == 0); /* it decoded the first time */
     struct kafka_files *files;
-    size_t total = fetch_build(&r, &m, &resp, &files);
+    size_t total = fetch_build(&r, &w->req, &resp, &files);
     bool expired = uv_now(t->loop) >= w->deadline_ms;
     if (total >= (size_t)w->min_bytes || expired) {
         s->pending = NULL;
@@ -364,7 +364,7 @@ static void on_fetch_timer(uv_timer_t *t)
         w->woken = false;
         uv_timer_start(&w->timer, on_fetch_timer, w->deadline_ms - uv_now(t->loop), 0);
     }
-    arena_fini(&a);
+    arena_reset(&w->rarena);
 }
 
 static void on_fetch_append(void *arg, struct stream_part *p)
@@ -386,6 +386,11 @@ static void fetch_park(struct kafka_req *r, const struct kafka_fetch_request *m)
     w->body = tern_xmalloc(r->len ? r->len : 1);
     memcpy(w->body, r->body, r->len);
     w->len = r->len;
+    /* m points into the connection's buffers, gone after this call: decode the copy once */
+    arena_init(&w->arena, SIZE_MAX);
+    arena_init(&w->rarena, SIZE_MAX);
+    int rc = kafka_fetch_request_decode(w->body, w->len, w->version, &w->arena, &w->req);
+    TERN_ASSERT(rc == 0); /* it decoded the first time */
     w->min_bytes = m->min_bytes;
     uv_timer_init(r->c->srv->loop, &w->timer);
     w->timer.data = w;
@@ -395,9 +400,10 @@ static void fetch_park(struct kafka_req *r, const struct kafka_fetch_request *m)
         n += m->topics.v[i].partitions.n > 0 ? (size_t)m->topics.v[i].partitions.n : 0;
     w->watches = tern_xcalloc(n ? n : 1, sizeof(*w->watches));
     for (int32_t i = 0; i < m->topics.n; i++) {
-        const struct kafka_fetch_request_topic *t = &m->topics.v[i];
-        for (int32_t k = 0; k < t->partitions.n; k++) {
-            struct stream_part *p = find_part(r, t->topic, t->partitions.v[k].partition);
+        const struct kafka_fetch_request_topic *in = &m->topics.v[i];
+        struct stream_topic *t = find_topic(r, in->topic);
+        for (int32_t k = 0; k < in->partitions.n; k++) {
+            struct stream_part *p = part_of(t, in->partitions.v[k].partition);
             if (!p)
                 continue;
             struct stream_watch *sw = &w->watches[w->nwatches++];
@@ -454,13 +460,13 @@ static int64_t record_time(struct kafka_req *r, struct stream_part *p, int64_t o
     return h.first_timestamp;
 }
 
-static void list_offset(struct kafka_req *r, struct kafka_str topic,
+static void list_offset(struct kafka_req *r, struct stream_topic *t,
                         const struct kafka_list_offsets_request_partition *in,
                         struct kafka_list_offsets_response_partition *out)
 {
     *out = (struct kafka_list_offsets_response_partition){
         .partition_index = in->partition_index, .timestamp = -1, .offset = -1, .leader_epoch = 0};
-    struct stream_part *p = find_part(r, topic, in->partition_index);
+    struct stream_part *p = part_of(t, in->partition_index);
     if (!p) {
         out->error_code = KERR_UNKNOWN_TOPIC_OR_PARTITION;
         out->leader_epoch = -1;
@@ -487,8 +493,9 @@ void kafka_handle_list_offsets(struct kafka_req *r, const struct kafka_list_offs
         const struct kafka_list_offsets_request_topic *in = &m->topics.v[i];
         int32_t np = in->partitions.n > 0 ? in->partitions.n : 0;
         struct kafka_list_offsets_response_partition *ps = kafka_alloc(r, (size_t)np, sizeof(*ps));
+        struct stream_topic *t = find_topic(r, in->name);
         for (int32_t k = 0; k < np; k++)
-            list_offset(r, in->name, &in->partitions.v[k], &ps[k]);
+            list_offset(r, t, &in->partitions.v[k], &ps[k]);
         ts[i] = (struct kafka_list_offsets_response_topic){in->name, {np, ps}};
     }
     struct kafka_list_offsets_response resp = {.topics = {nt, ts}};
@@ -504,9 +511,10 @@ void kafka_handle_delete_records(struct kafka_req *r, const struct kafka_delete_
         int32_t np = in->partitions.n > 0 ? in->partitions.n : 0;
         struct kafka_delete_records_response_partition *ps =
             kafka_alloc(r, (size_t)np, sizeof(*ps));
+        struct stream_topic *t = find_topic(r, in->name);
         for (int32_t k = 0; k < np; k++) {
             const struct kafka_delete_records_request_partition *pin = &in->partitions.v[k];
-            struct stream_part *p = find_part(r, in->name, pin->partition_index);
+            struct stream_part *p = part_of(t, pin->partition_index);
             ps[k] = (struct kafka_delete_records_response_partition){pin->partition_index, -1, 0};
             if (!p) {
                 ps[k].error_code = KERR_UNKNOWN_TOPIC_OR_PARTITION;
@@ -538,8 +546,9 @@ void kafka_handle_offset_for_leader_epoch(struct kafka_req *r,
         int32_t np = in->partitions.n > 0 ? in->partitions.n : 0;
         struct kafka_offset_for_leader_epoch_response_partition *ps =
             kafka_alloc(r, (size_t)np, sizeof(*ps));
+        struct stream_topic *t = find_topic(r, in->topic);
         for (int32_t k = 0; k < np; k++) {
-            struct stream_part *p = find_part(r, in->topic, in->partitions.v[k].partition);
+            struct stream_part *p = part_of(t, in->partitions.v[k].partition);
             ps[k] = (struct kafka_offset_for_leader_epoch_response_partition){
                 .partition = in->partitions.v[k].partition, .leader_epoch = -1, .end_offset = -1};
             if (!p) {

@@ -210,12 +210,8 @@ static void offset_commit(struct kafka_req *r, const struct kafka_offset_commit_
         return;
     }
     /* answered once the offsets are on disk, as acks=all produce is */
-    if (kafka_encode(r->slot, &resp) < 0) {
-        r->slot->noreply = true;
-        kafka_reply_none(r->slot);
-        kafka_conn_close(r->c, "response encoding failed");
-        return;
-    }
+    if (kafka_encode(r->slot, &resp) < 0)
+        return; /* the slot is done and the connection closing */
     r->slot->pending = group_wait_durable(r->c->srv->groups, on_commit_durable, r->slot);
     r->slot->cancel = commit_cancel;
 }
@@ -238,8 +234,7 @@ static void visit_offset(void *arg, const struct group_offset *o)
             fa->ts = tern_xrealloc(fa->ts, (size_t)fa->cap * sizeof(*fa->ts));
         }
         t = &fa->ts[fa->nt++];
-        *t = (struct kafka_offset_fetch_response_topic){
-            .name = kafka_str_c(kafka_cstr(fa->r, kafka_str_c(o->topic)))};
+        *t = (struct kafka_offset_fetch_response_topic){.name = kafka_str_dup(fa->r, o->topic)};
     }
     /* grow this topic's partitions one by one (few partitions per group and topic) */
     struct kafka_offset_fetch_response_partition *ps =
@@ -250,7 +245,7 @@ static void visit_offset(void *arg, const struct group_offset *o)
         .partition_index = o->partition,
         .committed_offset = o->offset,
         .committed_leader_epoch = o->leader_epoch,
-        .metadata = kafka_str_c(kafka_cstr(fa->r, kafka_str_c(o->metadata ? o->metadata : ""))),
+        .metadata = kafka_str_dup(fa->r, o->metadata),
         .error_code = o->error,
     };
     t->partitions.v = ps;
@@ -292,7 +287,7 @@ static void offset_fetch(struct kafka_req *r, const struct kafka_offset_fetch_re
                 .partition_index = v[j].partition,
                 .committed_offset = v[j].offset,
                 .committed_leader_epoch = v[j].leader_epoch,
-                .metadata = kafka_str_c(kafka_cstr(r, s_of(v[j].metadata))),
+                .metadata = kafka_str_dup(r, v[j].metadata),
                 .error_code = v[j].error,
             };
         ts[i] = (struct kafka_offset_fetch_response_topic){t->name, {np, ps}};
@@ -313,10 +308,10 @@ static void describe_one(struct kafka_req *r, struct kafka_str id,
     for (size_t i = 0; i < d.n_members; i++) {
         const struct group_member_desc *md = &d.members[i];
         ms[i] = (struct kafka_describe_groups_response_member){
-            .member_id = kafka_str_c(kafka_cstr(r, s_of(md->member_id))),
+            .member_id = kafka_str_dup(r, md->member_id),
             .group_instance_id = KAFKA_STR_NULL,
-            .client_id = kafka_str_c(kafka_cstr(r, s_of(md->client_id))),
-            .client_host = kafka_str_c(kafka_cstr(r, s_of(md->client_host))),
+            .client_id = kafka_str_dup(r, md->client_id),
+            .client_host = kafka_str_dup(r, md->client_host),
             .member_metadata = bytes_of(md->metadata, md->metadata_len),
             .member_assignment = bytes_of(md->assignment, md->assignment_len),
         };
@@ -335,9 +330,9 @@ static void describe_one(struct kafka_req *r, struct kafka_str id,
     *out = (struct kafka_describe_groups_response_group){
         .error_code = d.error,
         .group_id = id,
-        .group_state = kafka_str_c(kafka_cstr(r, s_of(d.state))),
-        .protocol_type = kafka_str_c(kafka_cstr(r, s_of(d.protocol_type))),
-        .protocol_data = kafka_str_c(kafka_cstr(r, s_of(d.protocol_name))),
+        .group_state = kafka_str_dup(r, d.state),
+        .protocol_type = kafka_str_dup(r, d.protocol_type),
+        .protocol_data = kafka_str_dup(r, d.protocol_name),
         .members = {(int32_t)d.n_members, ms},
         .authorized_operations = INT32_MIN,
     };
@@ -368,9 +363,8 @@ static void visit_group(void *arg, const char *id, const char *type, const char 
         x->cap = x->cap ? x->cap * 2 : 16;
         x->v = tern_xrealloc(x->v, (size_t)x->cap * sizeof(*x->v));
     }
-    x->v[x->n++] =
-        (struct kafka_list_groups_response_group){kafka_str_c(kafka_cstr(x->r, kafka_str_c(id))),
-                                                  kafka_str_c(kafka_cstr(x->r, kafka_str_c(type)))};
+    x->v[x->n++] = (struct kafka_list_groups_response_group){kafka_str_dup(x->r, id),
+                                                             kafka_str_dup(x->r, type)};
 }
 
 static void list_groups(struct kafka_req *r)

@@ -34,11 +34,8 @@ enum {
     KERR_CORRUPT_MESSAGE = 2,
     KERR_UNKNOWN_TOPIC_OR_PARTITION = 3,
     KERR_MESSAGE_TOO_LARGE = 10,
-    KERR_COORDINATOR_NOT_AVAILABLE = 15,
-    KERR_NOT_COORDINATOR = 16,
     KERR_INVALID_TOPIC_EXCEPTION = 17,
     KERR_INVALID_REQUIRED_ACKS = 21,
-    KERR_TOPIC_AUTHORIZATION_FAILED = 29,
     KERR_UNSUPPORTED_SASL_MECHANISM = 33,
     KERR_ILLEGAL_SASL_STATE = 34,
     KERR_UNSUPPORTED_VERSION = 35,
@@ -51,7 +48,6 @@ enum {
     KERR_INVALID_PRODUCER_EPOCH = 47,
     KERR_SASL_AUTHENTICATION_FAILED = 58,
     KERR_KAFKA_STORAGE_ERROR = 56,
-    KERR_UNKNOWN_TOPIC_ID = 100,
 };
 
 struct stream_err;
@@ -97,7 +93,7 @@ struct kafka_server {
     struct stream_mgr *streams;
     struct group_mgr *groups;
     struct catalog *cat;
-    struct kafka_server_config cfg;
+    struct kafka_server_config cfg; /* advertised_port set (the listening port by default) */
     char *advertised_host, *user, *pass, *cluster_id;
     uint16_t port;
     struct kafka_conn *conns;
@@ -113,7 +109,6 @@ struct kafka_conn {
     struct kafka_slot *head, *tail;
     size_t nslots;
     bool authed, sasl_handshaken, closing, paused;
-    int refs;
     struct arena arena;  /* the request being decoded (capped) */
     struct arena rarena; /* the response being built */
     char client_id[128];
@@ -137,7 +132,9 @@ void kafka_reply(struct kafka_slot *s, const void *resp);
  * reference this takes; NULL when there are no gaps) fills the gaps in order. */
 void kafka_reply_files(struct kafka_slot *s, const void *resp, struct kafka_files *files);
 /* Encodes resp as the slot's response frame without marking it ready (an answer that waits,
- * e.g. for an fsync); returns 0 or the encoder's error. */
+ * e.g. for an fsync); returns 0 or the encoder's error. On error the slot is done as in
+ * kafka_reply (logged, marked ready without a response, the connection closing): the caller
+ * must not touch it again. */
 int kafka_encode(struct kafka_slot *s, const void *resp);
 /* Marks an encoded slot ready and flushes. */
 void kafka_ready(struct kafka_slot *s);
@@ -152,6 +149,9 @@ void kafka_conn_close(struct kafka_conn *c, const char *why);
 void *kafka_alloc(struct kafka_req *r, size_t count, size_t size);
 /* A NUL-terminated copy of s in the arena ("" for null). */
 char *kafka_cstr(struct kafka_req *r, struct kafka_str s);
+/* A NUL-terminated copy of the C string s in the arena, as a kafka_str ("" for NULL): for
+ * strings that do not outlive the call (a manager's, an error's). */
+struct kafka_str kafka_str_dup(struct kafka_req *r, const char *s);
 /* The topic a request names, auto-created (Metadata, Produce) when allow_create and
  * --auto-create-topics say so; NULL with *error set when there is none. */
 struct stream_topic *kafka_topic_or_create(struct kafka_req *r, struct kafka_str name,

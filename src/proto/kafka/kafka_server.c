@@ -166,19 +166,30 @@ static int encode_frame(struct kafka_slot *s, const void *resp, struct kafka_fil
     return rc;
 }
 
-int kafka_encode(struct kafka_slot *s, const void *resp)
+/* A response that did not encode (a bug in tern): logged, and the slot goes without one while
+ * the connection closes. The caller still marks the slot ready. */
+static void encode_failed(struct kafka_slot *s, int rc)
 {
-    int rc = encode_frame(s, resp, NULL);
-    if (rc < 0)
-        TLOG_ERROR("kafka", "event=response_encode_failed api=%s version=%d error=\"%s\"",
-                   kafka_msg_api_name(s->api), s->version, tern_strerror(rc));
-    return rc;
+    TLOG_ERROR("kafka", "event=response_encode_failed api=%s version=%d error=\"%s\"",
+               kafka_msg_api_name(s->api), s->version, tern_strerror(rc));
+    s->noreply = true;
+    kafka_conn_close(s->c, "response encoding failed");
 }
 
 void kafka_ready(struct kafka_slot *s)
 {
     s->ready = true;
     kafka_flush(s->c);
+}
+
+int kafka_encode(struct kafka_slot *s, const void *resp)
+{
+    int rc = encode_frame(s, resp, NULL);
+    if (rc < 0) {
+        encode_failed(s, rc);
+        kafka_ready(s);
+    }
+    return rc;
 }
 
 void kafka_reply(struct kafka_slot *s, const void *resp)
@@ -193,14 +204,9 @@ void kafka_reply_files(struct kafka_slot *s, const void *resp, struct kafka_file
     s->files = rc == 0 && files && files->ngaps ? files : NULL;
     if (files && !s->files)
         kafka_files_unref(files);
-    s->ready = true;
-    if (rc < 0) {
-        TLOG_ERROR("kafka", "event=response_encode_failed api=%s version=%d error=\"%s\"",
-                   kafka_msg_api_name(s->api), s->version, tern_strerror(rc));
-        s->noreply = true;
-        kafka_conn_close(s->c, "response encoding failed");
-    }
-    kafka_flush(s->c);
+    if (rc < 0)
+        encode_failed(s, rc);
+    kafka_ready(s);
 }
 
 void kafka_reply_none(struct kafka_slot *s)
@@ -228,6 +234,12 @@ char *kafka_cstr(struct kafka_req *r, struct kafka_str s)
         memcpy(p, s.p, n);
     p[n] = '\0';
     return p;
+}
+
+struct kafka_str kafka_str_dup(struct kafka_req *r, const char *s)
+{
+    struct kafka_str src = kafka_str_c(s ? s : "");
+    return (struct kafka_str){(const uint8_t *)kafka_cstr(r, src), src.len};
 }
 
 int16_t kafka_stream_error(const struct stream_err *err)
@@ -342,7 +354,7 @@ static void find_coordinator(struct kafka_req *r, const struct kafka_find_coordi
         .error_message = KAFKA_STR_NULL,
         .node_id = s->cfg.node_id,
         .host = kafka_str_c(s->advertised_host),
-        .port = s->cfg.advertised_port ? s->cfg.advertised_port : s->port,
+        .port = s->cfg.advertised_port,
     };
     kafka_reply(r->slot, &resp);
 }
@@ -469,7 +481,6 @@ static void on_read(void *ctx, struct net_conn *nc, struct buf *in)
     struct kafka_conn *c = ctx;
     (void)nc;
     size_t used = 0;
-    c->refs++;
     while (!c->closing && used < in->len) {
         int n = kafka_wire_frame(in->p + used, in->len - used, (int32_t)request_cap(c));
         if (n == TERN_EAGAIN)
@@ -494,7 +505,6 @@ static void on_read(void *ctx, struct net_conn *nc, struct buf *in)
         }
     }
     buf_consume(in, c->closing ? in->len : used);
-    c->refs--;
 }
 
 /* ---- connections ------------------------------------------------------------------------- */
@@ -566,6 +576,15 @@ static void on_accept(void *arg, struct net_conn *nc)
 
 /* ---- server ------------------------------------------------------------------------------ */
 
+static void server_free(struct kafka_server *s)
+{
+    free(s->advertised_host);
+    free(s->user);
+    free(s->pass);
+    free(s->cluster_id);
+    free(s);
+}
+
 int kafka_server_start(uv_loop_t *loop, struct stream_mgr *streams, struct group_mgr *groups,
                        struct catalog *cat, const char *host, uint16_t port,
                        const struct kafka_server_config *cfg, struct kafka_server **out)
@@ -586,14 +605,12 @@ int kafka_server_start(uv_loop_t *loop, struct stream_mgr *streams, struct group
         s->cfg.max_request_unauth = 65536;
     int rc = net_listen(loop, host, port, on_accept, s, &s->lis);
     if (rc < 0) {
-        free(s->advertised_host);
-        free(s->user);
-        free(s->pass);
-        free(s->cluster_id);
-        free(s);
+        server_free(s);
         return rc;
     }
     s->port = net_listener_port(s->lis);
+    if (!s->cfg.advertised_port)
+        s->cfg.advertised_port = s->port; /* what Metadata and FindCoordinator tell clients */
     *out = s;
     return 0;
 }
@@ -609,11 +626,7 @@ static void maybe_stopped(struct kafka_server *s)
         return;
     void (*cb)(void *) = s->stop_cb;
     void *arg = s->stop_arg;
-    free(s->advertised_host);
-    free(s->user);
-    free(s->pass);
-    free(s->cluster_id);
-    free(s);
+    server_free(s);
     if (cb)
         cb(arg);
 }
