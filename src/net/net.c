@@ -37,6 +37,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -226,6 +227,20 @@ static void deliver(struct net_conn *c)
     count_in(c);
 }
 
+/* Acknowledges what was read now when nothing is going back to carry the ACK. A peer with
+ * Nagle's algorithm on (librdkafka's default) holds its next small request until the previous
+ * one is acknowledged; left to delayed ACK, that request waits for our answer to the previous
+ * one (an fsync, a long poll). Linux clears TCP_QUICKACK by itself, so it is set per read. */
+static void ack_if_silent(struct net_conn *c)
+{
+    uv_os_fd_t fd;
+    int one = 1;
+    if (c->state != NET_OPEN || c->unsent_bytes > 0 ||
+        uv_fileno((uv_handle_t *)&c->tcp, &fd) < 0)
+        return;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+}
+
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 {
     struct net_conn *c = s->data;
@@ -249,6 +264,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     }
     buf_put(&c->in, b->base, (size_t)nread);
     deliver(c);
+    ack_if_silent(c);
 }
 
 /* Starts or stops reading to match the state. */
