@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "base/buf.h"
+#include "base/clock.h"
 #include "base/strmap.h"
 #include "base/table.h"
 #include "base/tern.h"
@@ -64,8 +65,15 @@ struct stream_topic {
     struct topic_cfg cfg;
 };
 
+/* The producer-expiration timer; outlives its manager (m NULL) until libuv has closed it. */
+struct expire_timer {
+    uv_timer_t t;
+    struct stream_mgr *m;
+};
+
 struct stream_mgr {
     uv_loop_t *loop;
+    struct expire_timer *expire;
     struct store *st;
     struct catalog *cat;
     struct stream_defaults d;
@@ -836,6 +844,38 @@ static void drop_orphan_logs(struct stream_mgr *m)
     strmap_fini(&known);
 }
 
+size_t stream_mgr_expire_producers(struct stream_mgr *m, int64_t now_ms)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < m->ntopics; i++) {
+        struct stream_topic *t = m->topics[i];
+        for (int32_t k = 0; k < t->nparts; k++) {
+            struct stream_part *p = t->parts[k];
+            size_t n = producers_expire(p->prod, now_ms - m->d.producer_expiration_ms);
+            if (n == 0)
+                continue;
+            p->snap_next = -1; /* the snapshot on disk still holds them */
+            total += n;
+            TLOG_INFO("stream",
+                      "event=producers_expired topic=%s partition=%" PRId32 " expired=%zu left=%zu",
+                      t->name, k, n, producers_count(p->prod));
+        }
+    }
+    return total;
+}
+
+static void on_expire(uv_timer_t *h)
+{
+    struct expire_timer *e = h->data;
+    if (e->m)
+        stream_mgr_expire_producers(e->m, clock_wall_ms());
+}
+
+static void on_expire_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
 int stream_mgr_open(uv_loop_t *loop, struct store *st, struct catalog *cat,
                     const struct stream_defaults *d, struct stream_mgr **out, char *errbuf,
                     size_t errlen)
@@ -849,6 +889,10 @@ int stream_mgr_open(uv_loop_t *loop, struct store *st, struct catalog *cat,
         m->d.partitions = 1;
     if (m->d.max_partitions < 1)
         m->d.max_partitions = 10000;
+    if (m->d.producer_expiration_ms <= 0)
+        m->d.producer_expiration_ms = STREAM_PRODUCER_EXPIRATION_MS;
+    if (m->d.producer_expiration_check_ms == 0)
+        m->d.producer_expiration_check_ms = STREAM_PRODUCER_EXPIRATION_CHECK_MS;
     strmap_init(&m->by_name);
     struct load_ctx x = {m, errbuf, errlen};
     struct catalog_loader l = {.topic = load_topic};
@@ -860,6 +904,12 @@ int stream_mgr_open(uv_loop_t *loop, struct store *st, struct catalog *cat,
         return rc;
     }
     drop_orphan_logs(m);
+    m->expire = tern_xcalloc(1, sizeof(*m->expire));
+    m->expire->m = m;
+    m->expire->t.data = m->expire;
+    uv_timer_init(loop, &m->expire->t);
+    uv_timer_start(&m->expire->t, on_expire, m->d.producer_expiration_check_ms,
+                   m->d.producer_expiration_check_ms);
     *out = m;
     return 0;
 }
@@ -889,6 +939,10 @@ void stream_mgr_close(struct stream_mgr *m)
 {
     if (!m)
         return;
+    if (m->expire) {
+        m->expire->m = NULL;
+        uv_close((uv_handle_t *)&m->expire->t, on_expire_closed);
+    }
     for (size_t i = 0; i < m->ntopics; i++)
         topic_free(m->topics[i], false);
     free(m->topics);

@@ -54,11 +54,19 @@ struct stream_err {
     char text[200];
 };
 
+#define STREAM_PRODUCER_EXPIRATION_MS 86400000     /* Kafka's producer.id.expiration.ms */
+#define STREAM_PRODUCER_EXPIRATION_CHECK_MS 600000 /* ...expiration.check.interval.ms */
+
 /* Defaults for new topics (server options). */
 struct stream_defaults {
     int32_t partitions;     /* num.partitions for auto-created topics (1) */
     bool auto_create;       /* auto.create.topics.enable (true) */
     int32_t max_partitions; /* per topic (10000) */
+    /* producer.id.expiration.ms: an idempotent producer's state is dropped once its newest
+     * batch's timestamp is this old (0: 86400000, Kafka's default) */
+    int64_t producer_expiration_ms;
+    /* producer.id.expiration.check.interval.ms: how often that is checked (0: 600000) */
+    uint32_t producer_expiration_check_ms;
 };
 
 /*
@@ -77,6 +85,9 @@ int stream_mgr_open(uv_loop_t *loop, struct store *st, struct catalog *cat,
  */
 int stream_mgr_snapshot(struct stream_mgr *m);
 void stream_mgr_close(struct stream_mgr *m);
+/* Drops the state of every idempotent producer whose newest batch is older than the
+ * expiration (a timer does this every check interval). Returns how many were dropped. */
+size_t stream_mgr_expire_producers(struct stream_mgr *m, int64_t now_ms);
 const struct stream_defaults *stream_mgr_defaults(const struct stream_mgr *m);
 
 /* ---- topics ---- */

@@ -235,8 +235,7 @@ static void ack_if_silent(struct net_conn *c)
 {
     uv_os_fd_t fd;
     int one = 1;
-    if (c->state != NET_OPEN || c->unsent_bytes > 0 ||
-        uv_fileno((uv_handle_t *)&c->tcp, &fd) < 0)
+    if (c->state != NET_OPEN || c->unsent_bytes > 0 || uv_fileno((uv_handle_t *)&c->tcp, &fd) < 0)
         return;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
 }

@@ -9,6 +9,7 @@
 #include "server/config.h"
 
 #include "base/tern.h"
+#include "broker/stream.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -290,6 +291,18 @@ static int set_u64(uint64_t *dst, const char *value, uint64_t min, uint64_t max,
     return 0;
 }
 
+static int set_producer_expiration_ms(struct config *cfg, const char *value, const char **why)
+{
+    return set_u64(&cfg->producer_expiration_ms, value, 1, INT32_MAX * (uint64_t)1000,
+                   "expected 1 to 2147483647000 milliseconds", why);
+}
+
+static int set_producer_expiration_check_ms(struct config *cfg, const char *value, const char **why)
+{
+    return set_u32(&cfg->producer_expiration_check_ms, value, 1, INT32_MAX,
+                   "expected 1 to 2147483647 milliseconds", why);
+}
+
 static int set_log_cleaner_interval_ms(struct config *cfg, const char *value, const char **why)
 {
     return set_u32(&cfg->log_cleaner_interval_ms, value, 1, UINT32_MAX,
@@ -377,6 +390,12 @@ static const struct config_option config_options[] = {
      "Kafka: create unknown topics on Metadata and Produce", "true", set_auto_create_topics},
     {"num-partitions", CONFIG_KIND_VALUE, "N", "Kafka: partitions of auto-created topics", "1",
      set_num_partitions},
+    {"producer-id-expiration-ms", CONFIG_KIND_VALUE, "N",
+     "Kafka: forget an idempotent producer whose newest batch is this old", "86400000",
+     set_producer_expiration_ms},
+    {"producer-id-expiration-check-ms", CONFIG_KIND_VALUE, "N",
+     "Kafka: how often producers are checked for expiration", "600000",
+     set_producer_expiration_check_ms},
     {"kafka-sasl", CONFIG_KIND_VALUE, "BOOL",
      "Kafka: require SASL PLAIN with the default user before other requests", "false",
      set_kafka_sasl},
@@ -427,6 +446,8 @@ void config_init(struct config *cfg)
     cfg->auto_create_topics = true;
     cfg->num_partitions = 1;
     cfg->max_request_bytes = 104857600;
+    cfg->producer_expiration_ms = STREAM_PRODUCER_EXPIRATION_MS;
+    cfg->producer_expiration_check_ms = STREAM_PRODUCER_EXPIRATION_CHECK_MS;
 }
 
 void config_fini(struct config *cfg)

@@ -66,14 +66,16 @@ struct config {
     uint32_t handshake_timeout_ms;  /* connection.open must arrive within this */
     uint64_t memory_high_watermark; /* bytes of buffered data-path memory; publishers block above */
     /* Kafka */
-    char *advertised_host;      /* owned; NULL: the bind address */
-    uint16_t advertised_port;   /* 0: the Kafka port */
-    int32_t node_id;            /* this broker's node id (0) */
-    bool auto_create_topics;    /* auto.create.topics.enable (true) */
-    uint32_t num_partitions;    /* partitions of auto-created topics (1) */
-    bool kafka_sasl;            /* require SASL PLAIN (default user) before other requests */
-    uint32_t max_request_bytes; /* socket.request.max.bytes (104857600) */
-    bool sendfile;              /* fetched records go out with sendfile(2) (false: copied) */
+    char *advertised_host;           /* owned; NULL: the bind address */
+    uint16_t advertised_port;        /* 0: the Kafka port */
+    int32_t node_id;                 /* this broker's node id (0) */
+    bool auto_create_topics;         /* auto.create.topics.enable (true) */
+    uint32_t num_partitions;         /* partitions of auto-created topics (1) */
+    bool kafka_sasl;                 /* require SASL PLAIN (default user) before other requests */
+    uint32_t max_request_bytes;      /* socket.request.max.bytes (104857600) */
+    bool sendfile;                   /* fetched records go out with sendfile(2) (false: copied) */
+    uint64_t producer_expiration_ms; /* producer.id.expiration.ms (86400000) */
+    uint32_t producer_expiration_check_ms; /* its check interval (600000) */
 };
 
 /* What main() should do after config_parse() succeeds. */

@@ -247,7 +247,9 @@ static int open_kafka(struct server *srv)
     char err[512] = "";
     struct stream_defaults d = {.partitions = (int32_t)c->num_partitions,
                                 .auto_create = c->auto_create_topics,
-                                .max_partitions = 10000};
+                                .max_partitions = 10000,
+                                .producer_expiration_ms = (int64_t)c->producer_expiration_ms,
+                                .producer_expiration_check_ms = c->producer_expiration_check_ms};
     int rc =
         stream_mgr_open(&srv->loop, srv->store, srv->catalog, &d, &srv->streams, err, sizeof(err));
     if (rc < 0) {

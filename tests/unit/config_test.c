@@ -74,6 +74,29 @@ static void test_defaults(void **state)
     config_fini(&cfg);
 }
 
+static void test_producer_expiration(void **state)
+{
+    (void)state;
+    struct config cfg;
+    enum config_action action;
+    char err[512];
+    assert_int_equal(parse_args(&cfg, &action, err, 1, ARGV(NULL)), 0);
+    assert_int_equal(cfg.producer_expiration_ms, 86400000);
+    assert_int_equal(cfg.producer_expiration_check_ms, 600000);
+    config_fini(&cfg);
+    assert_int_equal(PARSE(&cfg, &action, err, "--producer-id-expiration-ms", "2147483647000",
+                           "--producer-id-expiration-check-ms", "250"),
+                     0);
+    assert_int_equal(cfg.producer_expiration_ms, 2147483647000ULL);
+    assert_int_equal(cfg.producer_expiration_check_ms, 250);
+    config_fini(&cfg);
+    assert_int_equal(PARSE(&cfg, &action, err, "--producer-id-expiration-ms", "0"), -EINVAL);
+    assert_non_null(strstr(err, "producer-id-expiration-ms"));
+    assert_int_equal(PARSE(&cfg, &action, err, "--producer-id-expiration-ms", "2147483647001"),
+                     -EINVAL);
+    assert_int_equal(PARSE(&cfg, &action, err, "--producer-id-expiration-check-ms", "0"), -EINVAL);
+}
+
 static void check_all_set(const struct config *cfg)
 {
     assert_string_equal(cfg->data_dir, "/var/lib/tern");
@@ -573,6 +596,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_producer_expiration),
         cmocka_unit_test(test_every_option_separate_value),
         cmocka_unit_test(test_every_option_equals_form),
         cmocka_unit_test(test_every_option_from_file),
