@@ -92,9 +92,12 @@ static void test_producer_expiration(void **state)
     config_fini(&cfg);
     assert_int_equal(PARSE(&cfg, &action, err, "--producer-id-expiration-ms", "0"), -EINVAL);
     assert_non_null(strstr(err, "producer-id-expiration-ms"));
+    config_fini(&cfg);
     assert_int_equal(PARSE(&cfg, &action, err, "--producer-id-expiration-ms", "2147483647001"),
                      -EINVAL);
+    config_fini(&cfg);
     assert_int_equal(PARSE(&cfg, &action, err, "--producer-id-expiration-check-ms", "0"), -EINVAL);
+    config_fini(&cfg);
 }
 
 static void check_all_set(const struct config *cfg)
