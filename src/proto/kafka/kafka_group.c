@@ -216,11 +216,15 @@ static void offset_commit(struct kafka_req *r, const struct kafka_offset_commit_
     r->slot->cancel = commit_cancel;
 }
 
-/* Every committed partition of a group, grouped by topic (they come ordered by topic). */
+/* Every committed partition of a group, grouped by topic (they come ordered by topic): the
+ * topics, and all their partitions in one array in the same order, both grown by doubling and
+ * copied into the response once complete. */
 struct fetch_all {
     struct kafka_req *r;
     struct kafka_offset_fetch_response_topic *ts;
     int32_t nt, cap;
+    struct kafka_offset_fetch_response_partition *ps;
+    int32_t np, pcap;
 };
 
 static void visit_offset(void *arg, const struct group_offset *o)
@@ -236,19 +240,17 @@ static void visit_offset(void *arg, const struct group_offset *o)
         t = &fa->ts[fa->nt++];
         *t = (struct kafka_offset_fetch_response_topic){.name = kafka_str_dup(fa->r, o->topic)};
     }
-    /* grow this topic's partitions one by one (few partitions per group and topic) */
-    struct kafka_offset_fetch_response_partition *ps =
-        kafka_alloc(fa->r, (size_t)t->partitions.n + 1, sizeof(*ps));
-    if (t->partitions.n)
-        memcpy(ps, t->partitions.v, (size_t)t->partitions.n * sizeof(*ps));
-    ps[t->partitions.n] = (struct kafka_offset_fetch_response_partition){
+    if (fa->np == fa->pcap) {
+        fa->pcap = fa->pcap ? fa->pcap * 2 : 64;
+        fa->ps = tern_xrealloc(fa->ps, (size_t)fa->pcap * sizeof(*fa->ps));
+    }
+    fa->ps[fa->np++] = (struct kafka_offset_fetch_response_partition){
         .partition_index = o->partition,
         .committed_offset = o->offset,
         .committed_leader_epoch = o->leader_epoch,
         .metadata = kafka_str_dup(fa->r, o->metadata),
         .error_code = o->error,
     };
-    t->partitions.v = ps;
     t->partitions.n++;
 }
 
@@ -261,9 +263,17 @@ static void offset_fetch(struct kafka_req *r, const struct kafka_offset_fetch_re
         struct fetch_all fa = {.r = r};
         resp.error_code = group_fetch_all_offsets(gm, group, visit_offset, &fa);
         struct kafka_offset_fetch_response_topic *ts = kafka_alloc(r, (size_t)fa.nt, sizeof(*ts));
-        if (fa.nt)
-            memcpy(ts, fa.ts, (size_t)fa.nt * sizeof(*ts));
+        struct kafka_offset_fetch_response_partition *ps =
+            kafka_alloc(r, (size_t)fa.np, sizeof(*ps));
+        if (fa.np)
+            memcpy(ps, fa.ps, (size_t)fa.np * sizeof(*ps));
+        for (int32_t i = 0, at = 0; i < fa.nt; i++) {
+            ts[i] = fa.ts[i];
+            ts[i].partitions.v = ps + at;
+            at += ts[i].partitions.n;
+        }
         free(fa.ts);
+        free(fa.ps);
         resp.topics.n = fa.nt;
         resp.topics.v = ts;
         kafka_reply(r->slot, &resp);

@@ -317,3 +317,23 @@ def test_kafka_python_compressed_batches_are_served_back(kafka, codec):
     assert [m.value() for m in got] == [f"{codec}-{i}".encode() for i in range(100)]
     assert [m.offset() for m in got] == list(range(100))
     c.close()
+
+
+def test_offset_fetch_of_every_topic_kafka_python(kafka):
+    """OffsetFetch with no topic list (v2+: every committed offset of the group), as kafka-python's
+    list_consumer_group_offsets sends it: many partitions of two topics, grouped right."""
+    kp = pytest.importorskip("kafka")
+    sizes = {kafka.name("a"): 40, kafka.name("b"): 3}
+    admin = kafka.admin()
+    for f in admin.create_topics([NewTopic(t, n, 1) for t, n in sizes.items()]).values():
+        f.result(TIMEOUT)
+    group = kafka.name("g")
+    c = kafka.consumer(group, enable_auto_commit=False)
+    want = {(t, p): 100 * p + n for t, n in sizes.items() for p in range(n)}
+    c.commit(offsets=[TopicPartition(t, p, off) for (t, p), off in want.items()],
+             asynchronous=False)
+    c.close()
+    kadmin = kp.KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    got = kadmin.list_consumer_group_offsets(group)  # partitions=None: every topic
+    kadmin.close()
+    assert {(tp.topic, tp.partition): om.offset for tp, om in got.items()} == want
