@@ -65,49 +65,67 @@ static char which(const char *dir, const struct buf *a, const struct buf *b)
     return w;
 }
 
+/* A snapshot directory and two tables: A (old, already durable) and B (new, being saved). */
+struct pair {
+    char *dir;
+    struct producers *ta, *tb;
+    int64_t na, nb;  /* the next offsets saved with each */
+    struct buf a, b; /* their exact images */
+};
+
+static void pair_init(struct pair *p, struct producers *ta, int64_t na, struct producers *tb,
+                      int64_t nb)
+{
+    *p = (struct pair){.dir = tu_tmpdir(), .ta = ta, .tb = tb, .na = na, .nb = nb};
+    buf_init(&p->a);
+    buf_init(&p->b);
+    image(ta, na, &p->a);
+    image(tb, nb, &p->b);
+    faultfs_install();
+}
+
+static void pair_fini(struct pair *p)
+{
+    faultfs_uninstall();
+    producers_free(p->ta);
+    producers_free(p->tb);
+    buf_fini(&p->a);
+    buf_fini(&p->b);
+    tu_rmrf(p->dir);
+    free(p->dir);
+}
+
 static void test_crash_at_every_step(void **state)
 {
     (void)state;
     static const enum faultfs_op ops[] = {FAULTFS_OP_OPEN, FAULTFS_OP_PWRITE, FAULTFS_OP_FDATASYNC,
                                           FAULTFS_OP_RENAME, FAULTFS_OP_FSYNC_DIR};
-    char *dir = tu_tmpdir();
-    struct producers *ta = table_of(40, 1), *tb = table_of(300, 2);
-    struct buf a = BUF_INIT, b = BUF_INIT;
-    image(ta, 1000, &a);
-    image(tb, 5000, &b);
-    faultfs_install();
-    int seen_old = 0, seen_new = 0;
+    struct pair p;
+    pair_init(&p, table_of(40, 1), 1000, table_of(300, 2), 5000);
+    int seen_old = 0;
     for (size_t i = 0; i < TERN_ARRAY_LEN(ops); i++) {
         for (int mode = 0; mode < 2; mode++) {
-            assert_int_equal(producers_save_file(ta, 1000, dir), 0); /* durable: the old one */
+            assert_int_equal(producers_save_file(p.ta, p.na, p.dir), 0); /* durable: the old one */
             faultfs_crash_at(ops[i], 1);
-            int rc = producers_save_file(tb, 5000, dir);
+            /* after the crash nothing it reports is durable */
+            (void)producers_save_file(p.tb, p.nb, p.dir);
             faultfs_crash_at(ops[i], 0);
             assert_true(faultfs_crashed()); /* the step was reached */
-            (void)rc; /* after the crash nothing it reports is durable */
             faultfs_restart(mode ? FAULTFS_TEAR : FAULTFS_DROP, 77 + i);
-            char w = which(dir, &a, &b);
+            char w = which(p.dir, &p.a, &p.b);
             seen_old += w == 'A';
-            seen_new += w == 'B';
             /* only a crash after the directory fsync began may keep the new one */
             if (ops[i] != FAULTFS_OP_FSYNC_DIR)
                 assert_int_equal(w, 'A');
         }
     }
     /* and with no crash, the new one */
-    assert_int_equal(producers_save_file(tb, 5000, dir), 0);
+    assert_int_equal(producers_save_file(p.tb, p.nb, p.dir), 0);
     faultfs_crash();
     faultfs_restart(FAULTFS_DROP, 1);
-    assert_int_equal(which(dir, &a, &b), 'B');
+    assert_int_equal(which(p.dir, &p.a, &p.b), 'B');
     assert_true(seen_old > 0);
-    (void)seen_new;
-    faultfs_uninstall();
-    producers_free(ta);
-    producers_free(tb);
-    buf_fini(&a);
-    buf_fini(&b);
-    tu_rmrf(dir);
-    free(dir);
+    pair_fini(&p);
 }
 
 static void test_failed_steps_keep_the_old_snapshot(void **state)
@@ -115,32 +133,22 @@ static void test_failed_steps_keep_the_old_snapshot(void **state)
     (void)state;
     static const enum faultfs_op ops[] = {FAULTFS_OP_OPEN, FAULTFS_OP_PWRITE, FAULTFS_OP_FDATASYNC,
                                           FAULTFS_OP_RENAME};
-    char *dir = tu_tmpdir();
-    struct producers *ta = table_of(10, 3), *tb = table_of(20, 4);
-    struct buf a = BUF_INIT, b = BUF_INIT;
-    image(ta, 7, &a);
-    image(tb, 9, &b);
-    faultfs_install();
-    assert_int_equal(producers_save_file(ta, 7, dir), 0);
+    struct pair p;
+    pair_init(&p, table_of(10, 3), 7, table_of(20, 4), 9);
+    assert_int_equal(producers_save_file(p.ta, p.na, p.dir), 0);
     for (size_t i = 0; i < TERN_ARRAY_LEN(ops); i++) {
         faultfs_fail(ops[i], 1, -EIO, 1);
-        assert_int_equal(producers_save_file(tb, 9, dir), -EIO);
-        assert_int_equal(which(dir, &a, &b), 'A');
+        assert_int_equal(producers_save_file(p.tb, p.nb, p.dir), -EIO);
+        assert_int_equal(which(p.dir, &p.a, &p.b), 'A');
     }
     /* no snapshot at all, and a removed one */
-    assert_int_equal(producers_remove_file(dir), 0);
-    assert_int_equal(producers_remove_file(dir), 0);
+    assert_int_equal(producers_remove_file(p.dir), 0);
+    assert_int_equal(producers_remove_file(p.dir), 0);
     struct producers *t = NULL;
     int64_t next;
-    assert_int_equal(producers_load_file(dir, &t, &next), -ENOENT);
+    assert_int_equal(producers_load_file(p.dir, &t, &next), -ENOENT);
     assert_null(t);
-    faultfs_uninstall();
-    producers_free(ta);
-    producers_free(tb);
-    buf_fini(&a);
-    buf_fini(&b);
-    tu_rmrf(dir);
-    free(dir);
+    pair_fini(&p);
 }
 
 int main(void)
