@@ -1369,9 +1369,22 @@ int queue_open(struct queue_engine *e, const char *log_name, bool durable, struc
 
 /* Answers every pending durability callback, the final flush's (last, err) included: 0 when
  * an fsync now covers it, else TERN_ECLOSED (or the log's error). Groups the log still holds
- * become orphans that it frees when it answers them. */
-static void settle_groups(struct queue *q, struct flush_group *last, int err)
+ * become orphans that it frees when it answers them. A deleted queue answers 0 without an
+ * fsync, as RabbitMQ confirms what a deleted queue held: nothing of it is ever read again. */
+static void settle_groups(struct queue *q, struct flush_group *last, int err, bool destroy)
 {
+    if (destroy) {
+        if (last) {
+            group_answer(last, err);
+            free(last);
+        }
+        while (q->groups) {
+            struct flush_group *g = q->groups;
+            group_unlink(g);
+            group_answer(g, 0);
+        }
+        return;
+    }
     if ((q->groups || last) && !log_error(q->log)) {
         int rc = log_sync(q->log); /* answers the groups it covers, which unlink themselves */
         if (rc < 0 && rc != -EBUSY)
@@ -1404,7 +1417,7 @@ static void close_common(struct queue *q, bool destroy)
     forget_in(e->dirty, e->ndirty, q);
     forget_in(e->kick, e->nkick, q);
     forget_in(e->holders, e->nholders, q);
-    settle_groups(q, last, err);
+    settle_groups(q, last, err, destroy);
     if (q->snap)
         q->snap->q = NULL;
     if (destroy) {

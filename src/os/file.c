@@ -165,21 +165,28 @@ int64_t file_size(int fd)
     return st.st_size;
 }
 
-int file_mkdir(const char *path)
+int file_mkdir_nosync(const char *path)
 {
     if (mkdir(path, 0755) < 0)
         return errno == EEXIST ? 0 : -errno;
+    return 1;
+}
+
+int file_sync_parent(const char *path)
+{
     char *parent = tern_xstrdup(path);
     char *slash = strrchr(parent, '/');
-    int rc = 0;
-    if (slash) {
-        *slash = '\0';
-        rc = file_sync_dir(slash == parent ? "/" : parent);
-    } else {
-        rc = file_sync_dir(".");
-    }
+    if (slash)
+        slash[slash == parent ? 1 : 0] = '\0';
+    int rc = file_sync_dir(slash ? parent : ".");
     free(parent);
     return rc;
+}
+
+int file_mkdir(const char *path)
+{
+    int rc = file_mkdir_nosync(path);
+    return rc <= 0 ? rc : file_sync_parent(path);
 }
 
 char *file_join(const char *dir, const char *name)

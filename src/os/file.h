@@ -49,6 +49,11 @@ int file_unlink(const char *path);
 int file_sync_dir(const char *path);
 /* Creates directory path (0 if it exists) and fsyncs its parent so the entry is durable. */
 int file_mkdir(const char *path);
+/* fsyncs the directory that holds path. */
+int file_sync_parent(const char *path);
+/* Creates directory path without fsyncing its parent: returns 1 when it created it, 0 when it
+ * existed, or -errno. The caller makes the entry durable (file_sync_dir of the parent). */
+int file_mkdir_nosync(const char *path);
 /* "dir/name", malloc'ed (aborts on allocation failure); the caller frees it. */
 char *file_join(const char *dir, const char *name);
 /* Size of an open file, or -errno. */

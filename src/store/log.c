@@ -19,6 +19,12 @@
  * cut there and later segments are deleted, so nothing after a gap is ever served. The
  * checkpoint is made durable at most every checkpoint_interval_ms, at every roll and at close.
  *
+ * A log created with a loop is not fsynced on the loop thread: its directory's entry, its first
+ * segment's entries and its first checkpoint are made durable by its first fsync job (the
+ * first durable wait's, an interval fsync, or its close), before any offset of it is reported
+ * durable. A crash before then leaves no log, or an empty one, which recovery opens as new. Closing
+ * with log_discard (the log is about to be deleted) skips the final fsync and the marker.
+ *
  * Group commit: appends go to the page cache on the loop thread. One fsync job at a time runs
  * on the libuv thread pool, covering every segment with unsynced bytes; appends made meanwhile
  * wait for the next job. A failed write or fsync is never retried: the log turns read-only.
@@ -79,6 +85,7 @@ struct sync_job {
     int64_t target; /* durable end once the job succeeds */
     bool write_ckpt;
     bool sync_dir;    /* segments were created or removed: fsync the directory first */
+    bool sync_parent; /* the directory was created: fsync its parent before that */
     struct ckpt ckpt; /* written after the data fsyncs */
     int ckpt_fd;
     int rc;
@@ -91,10 +98,12 @@ struct log {
     struct seg **segs; /* ascending base; the last is active */
     int nsegs, capsegs;
     int64_t start_offset, end_offset, durable_offset;
-    bool dir_dirty; /* a segment was created or removed since the last job (dir_changed) */
+    bool dir_dirty;    /* a segment was created or removed since the last job (dir_changed) */
+    bool parent_dirty; /* the directory itself was created and its entry is not yet durable */
     int err;
     bool clean_open;
     bool closing;
+    bool discard;         /* closing for deletion: no final fsync, no clean-shutdown marker */
     bool sync_inline;     /* log_sync is completing a job: do not finish a close there */
     bool answering;       /* waiters are being answered: their appends join the next job */
     struct sync_job *job; /* in flight */
@@ -249,7 +258,8 @@ static struct sync_job *job_prepare(struct log *log, int64_t now_ms, bool data)
     struct sync_job *j = tern_xcalloc(1, sizeof(*j));
     j->log = log;
     j->sync_dir = log->dir_dirty;
-    log->dir_dirty = false;
+    j->sync_parent = log->parent_dirty;
+    log->dir_dirty = log->parent_dirty = false;
     j->target = data ? log->end_offset : log->durable_offset;
     j->segs = tern_xcalloc((size_t)log->nsegs, sizeof(*j->segs));
     j->sizes = tern_xcalloc((size_t)log->nsegs, sizeof(*j->sizes));
@@ -278,7 +288,9 @@ static struct sync_job *job_prepare(struct log *log, int64_t now_ms, bool data)
 
 static void job_run(struct sync_job *j)
 {
-    if (j->sync_dir)
+    if (j->sync_parent)
+        j->rc = file_sync_parent(j->log->dir);
+    if (j->sync_dir && j->rc == 0)
         j->rc = file_sync_dir(j->log->dir);
     for (int i = 0; i < j->nsegs && j->rc == 0; i++) {
         j->rc = file_datasync(j->segs[i]->fd);
@@ -309,7 +321,10 @@ static void job_complete(struct sync_job *j)
     free(j->segs);
     free(j->sizes);
     free(j->seal);
-    if (j->rc < 0) {
+    if (log->discard) {
+        /* being deleted: its files may already be renamed away, and nobody needs them durable;
+         * log_finish_close answers the waiters */
+    } else if (j->rc < 0) {
         log_fail(log, j->rc, "fsync");
     } else {
         if (j->target > log->durable_offset)
@@ -727,10 +742,12 @@ static int recover_finish(struct recovery *r)
                      r->ckpt.durable_end, log->dir, end);
         return TERN_ECORRUPT;
     }
+    /* a new log (nothing to recover): the first pool job makes it durable, see the top */
+    bool fresh = log->nsegs == 0 && !r->have_ckpt && log->loop;
     if (log->nsegs == 0) {
         struct seg *s = NULL;
         int rc = seg_create(log->dir, end, log->cfg.index_interval_bytes, clock_wall_ms(), &s);
-        if (rc == 0)
+        if (rc == 0 && !fresh)
             rc = file_sync_dir(log->dir);
         if (rc < 0) {
             if (s)
@@ -742,6 +759,11 @@ static int recover_finish(struct recovery *r)
     log->start_offset = start;
     log->end_offset = end;
     log->ckpt = r->have_ckpt ? r->ckpt : (struct ckpt){0};
+    if (fresh) {
+        /* the first job writes the checkpoint too (none written yet: ckpt_ms is 0) */
+        log->dir_dirty = true;
+        return 0;
+    }
     log->force_ckpt = true;
     return log_sync(log);
 }
@@ -749,14 +771,18 @@ static int recover_finish(struct recovery *r)
 static int log_recover(struct log *log, char *errbuf, size_t errlen)
 {
     struct recovery r = {.log = log, .errbuf = errbuf, .errlen = errlen};
-    int rc = file_mkdir(log->dir);
+    int rc = file_mkdir_nosync(log->dir);
     if (rc < 0)
         return rc;
+    bool created = rc == 1;
+    log->parent_dirty = created; /* the next job (this function's log_sync at the latest) */
     char *cp = file_join(log->dir, "checkpoint");
     log->ckpt_fd = file_open(cp, O_RDWR | O_CREAT, 0644);
     free(cp);
     if (log->ckpt_fd < 0)
         return log->ckpt_fd;
+    if (created)
+        return recover_finish(&r); /* an empty directory: nothing to read or recover */
     rc = ckpt_read(log->ckpt_fd, &r.ckpt);
     if (rc < 0)
         return rc;
@@ -826,11 +852,11 @@ int log_open(uv_loop_t *loop, const char *dir, const struct log_config *cfg, str
 
 static void log_finish_close(struct log *log)
 {
-    if (!log->err) {
+    if (!log->err && !log->discard) {
         log->force_ckpt = true;
         log_sync(log);
     }
-    if (!log->err) {
+    if (!log->err && !log->discard) {
         char *p = file_join(log->dir, CLEAN_MARKER);
         int fd = file_open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         free(p);
@@ -849,6 +875,12 @@ static void log_finish_close(struct log *log)
 }
 
 static void cjob_cancel(struct compact_job *j);
+
+void log_discard(struct log *log, log_close_cb cb, void *arg)
+{
+    log->discard = true;
+    log_close(log, cb, arg);
+}
 
 void log_close(struct log *log, log_close_cb cb, void *arg)
 {

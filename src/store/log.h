@@ -78,6 +78,11 @@ int log_open(uv_loop_t *loop, const char *dir, const struct log_config *cfg, str
  */
 void log_close(struct log *log, log_close_cb cb, void *arg);
 
+/* Closes a log that is about to be deleted, as log_close does but without the final fsync, the
+ * checkpoint and the clean-shutdown marker: nothing on the loop thread waits for the disk.
+ * Durable waiters get TERN_ECLOSED; a failure of an fsync still in flight is ignored. */
+void log_discard(struct log *log, log_close_cb cb, void *arg);
+
 /* Information about an appended batch. */
 struct log_append_info {
     int64_t base_offset;

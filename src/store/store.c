@@ -25,6 +25,9 @@
 
 #define STORE_NAME_MAX 200
 #define STORE_RETAIN_EVERY_MS 1000
+/* A deleted log's directory is renamed to ".deleted.<seq>.<name>" and removed on the pool;
+ * store_open removes any left by a crash. Log names never start with '.'. */
+#define STORE_TRASH_PREFIX ".deleted."
 
 struct store_entry {
     char *name;
@@ -50,6 +53,9 @@ struct store {
     bool timer_started;
     int64_t last_retain_ms;
     int64_t last_clean_ms;
+    uint64_t trash_seq;
+    char **held; /* names of deleted logs whose compaction pass still runs */
+    size_t nheld;
     size_t closing;
     store_close_cb close_cb;
     void *close_arg;
@@ -104,6 +110,111 @@ static void store_refuse(struct store *st, const char *name, const char *reason)
     st->refused = tern_xrealloc(st->refused, (st->nrefused + 1) * sizeof(*st->refused));
     st->refused[st->nrefused++] = (struct store_refused){tern_xstrdup(name), tern_xstrdup(reason)};
     TLOG_ERROR("store", "event=log_refused log=%s reason=\"%s\"", name, reason);
+}
+
+static void on_log_closed(void *arg);
+
+/* Removes a closed log's directory and its files. */
+static void remove_log_dir(void *arg)
+{
+    char *dir = arg;
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            char *p = file_join(dir, e->d_name);
+            file_unlink(p);
+            free(p);
+        }
+        closedir(d);
+    }
+    if (rmdir(dir) < 0)
+        TLOG_WARN("store", "event=log_delete_incomplete dir=%s errno=%d", dir, errno);
+    char *slash = strrchr(dir, '/');
+    if (slash) {
+        *slash = '\0';
+        file_sync_dir(dir);
+    }
+    free(dir);
+}
+
+/* Removing a deleted log's directory off the loop thread. */
+struct removal {
+    uv_work_t req;
+    char *dir;
+};
+
+static void removal_work(uv_work_t *req)
+{
+    struct removal *r = req->data;
+    remove_log_dir(r->dir);
+    r->dir = NULL; /* remove_log_dir freed it */
+}
+
+static void removal_done(uv_work_t *req, int status)
+{
+    (void)status;
+    free(req->data);
+}
+
+static void remove_later(uv_loop_t *loop, char *dir)
+{
+    struct removal *r = tern_xcalloc(1, sizeof(*r));
+    r->dir = dir;
+    r->req.data = r;
+    if (!loop || uv_queue_work(loop, &r->req, removal_work, removal_done) < 0) {
+        remove_log_dir(dir);
+        free(r);
+    }
+}
+
+/* A log being discarded for deletion. */
+struct discard {
+    struct store *st; /* set while the name is held (a compaction pass used the directory) */
+    uv_loop_t *loop;
+    char *dir;  /* its directory: the trash name, or the real one while held */
+    char *held; /* the held name (an entry of st->held) */
+};
+
+static void on_discarded(void *arg)
+{
+    struct discard *d = arg;
+    struct store *st = d->st;
+    remove_later(d->loop, d->dir);
+    if (st) {
+        for (size_t i = 0; i < st->nheld; i++)
+            if (st->held[i] == d->held) {
+                st->held[i] = st->held[--st->nheld];
+                break;
+            }
+        free(d->held);
+        if (st->closing)
+            on_log_closed(st); /* store_close counted it */
+    }
+    free(d);
+}
+
+static bool store_held(const struct store *st, const char *name)
+{
+    for (size_t i = 0; i < st->nheld; i++)
+        if (strcmp(st->held[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* Removes every directory a deletion interrupted by a crash left behind. */
+static void remove_trash(const char *logs_dir)
+{
+    DIR *d = opendir(logs_dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strncmp(e->d_name, STORE_TRASH_PREFIX, strlen(STORE_TRASH_PREFIX)) == 0)
+            remove_log_dir(file_join(logs_dir, e->d_name));
+    closedir(d);
 }
 
 static int store_open_one(struct store *st, const char *name, const struct log_config *cfg,
@@ -175,6 +286,7 @@ static void store_free(struct store *st)
     if (st->lock_fd >= 0)
         close(st->lock_fd); /* releases the flock */
     free(st->refused);
+    free(st->held);
     free(st->logs);
     free(st->logs_dir);
     free(st->data_dir);
@@ -194,8 +306,10 @@ int store_open(uv_loop_t *loop, const struct store_config *cfg, struct store **o
         rc = store_lock(st);
     if (rc == 0)
         rc = file_mkdir(st->logs_dir);
-    if (rc == 0)
+    if (rc == 0) {
+        remove_trash(st->logs_dir);
         rc = store_open_all(st);
+    }
     if (rc < 0) {
         for (size_t i = 0; i < st->nlogs; i++) {
             log_close(st->logs[i].log, NULL, NULL);
@@ -248,7 +362,8 @@ void store_close(struct store *st, store_close_cb cb, void *arg)
     st->close_arg = arg;
     if (st->timer_started)
         uv_timer_stop(&st->timer);
-    st->closing = st->nlogs + 1; /* +1 so a synchronous close cannot finish early */
+    /* +1 so a synchronous close cannot finish early; held deletions end with their pass */
+    st->closing = st->nlogs + st->nheld + 1;
     size_t n = st->nlogs;
     struct store_entry *logs = st->logs;
     st->logs = NULL;
@@ -277,36 +392,12 @@ int store_log(struct store *st, const char *name, const struct log_config *cfg,
     for (size_t i = 0; i < st->nrefused; i++)
         if (strcmp(st->refused[i].name, name) == 0)
             return TERN_ECORRUPT;
+    if (store_held(st, name))
+        return -EBUSY;
     *out = store_log_find(st, name);
     if (*out)
         return 0;
     return store_open_one(st, name, cfg, out);
-}
-
-/* Removes a closed log's directory and its files. */
-static void remove_log_dir(void *arg)
-{
-    char *dir = arg;
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            char *p = file_join(dir, e->d_name);
-            file_unlink(p);
-            free(p);
-        }
-        closedir(d);
-    }
-    if (rmdir(dir) < 0)
-        TLOG_WARN("store", "event=log_delete_incomplete dir=%s errno=%d", dir, errno);
-    char *slash = strrchr(dir, '/');
-    if (slash) {
-        *slash = '\0';
-        file_sync_dir(dir);
-    }
-    free(dir);
 }
 
 /* Forgets a refused log and removes its files. Returns 0, or -ENOENT if name is not refused. */
@@ -333,10 +424,37 @@ int store_log_delete(struct store *st, const char *name)
         if (strcmp(st->logs[i].name, name) != 0)
             continue;
         struct log *log = st->logs[i].log;
-        char *dir = file_join(st->logs_dir, name);
+        struct discard *d = tern_xcalloc(1, sizeof(*d));
+        d->loop = st->loop;
+        d->dir = file_join(st->logs_dir, name);
+        if (log_compacting(log)) {
+            /* the pass works on paths under the directory until it ends: keep it (and the
+             * name, so that no new log takes that directory) until the log has closed */
+            d->st = st;
+            d->held = tern_xstrdup(name);
+            st->held = tern_xrealloc(st->held, (st->nheld + 1) * sizeof(*st->held));
+            st->held[st->nheld++] = d->held;
+        } else {
+            /* renamed away at once: the name is free for a new log right now */
+            char seq[32];
+            snprintf(seq, sizeof(seq), "%" PRIu64 ".", st->trash_seq++);
+            size_t n = strlen(STORE_TRASH_PREFIX) + strlen(seq) + strlen(name) + 1;
+            char *trash_name = tern_xmalloc(n);
+            snprintf(trash_name, n, "%s%s%s", STORE_TRASH_PREFIX, seq, name);
+            char *trash = file_join(st->logs_dir, trash_name);
+            free(trash_name);
+            int rc = file_rename(d->dir, trash);
+            if (rc == 0) {
+                free(d->dir);
+                d->dir = trash;
+            } else {
+                TLOG_ERRNO("store", rc, "event=log_rename_failed log=%s", name);
+                free(trash);
+            }
+        }
         free(st->logs[i].name);
         st->logs[i] = st->logs[--st->nlogs];
-        log_close(log, remove_log_dir, dir);
+        log_discard(log, on_discarded, d);
         TLOG_INFO("store", "event=log_deleted log=%s", name);
         return 0;
     }

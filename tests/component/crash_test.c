@@ -154,6 +154,93 @@ static void test_unsynced_new_segment_vanishes(void **state)
     check_prefix(f, 10);
 }
 
+static void on_durable(void *arg, int status)
+{
+    assert_int_equal(status, 0);
+    *(int *)arg = 1;
+}
+
+/* A log created with a loop does no fsync on the loop thread; its first pool fsync makes the
+ * directory, the segment and the checkpoint durable along with the data it acknowledges. */
+static void test_new_log_made_durable_by_first_job(void **state)
+{
+    struct tu_logfx *f = *state;
+    f->cfg.segment_bytes = 1 << 20;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    uint64_t syncs =
+        faultfs_thread_calls(FAULTFS_OP_FDATASYNC) + faultfs_thread_calls(FAULTFS_OP_FSYNC_DIR);
+    char err[512];
+    assert_int_equal(log_open(&loop, f->logdir, &f->cfg, &f->log, err, sizeof(err)), 0);
+    for (int i = 0; i < 5; i++)
+        append_one(f, i);
+    assert_true(faultfs_thread_calls(FAULTFS_OP_FDATASYNC) +
+                    faultfs_thread_calls(FAULTFS_OP_FSYNC_DIR) ==
+                syncs);
+    int done = 0;
+    assert_int_equal(log_wait_durable(f->log, 5, on_durable, &done), 0);
+    while (!done)
+        uv_run(&loop, UV_RUN_ONCE);
+    append_one(f, 5); /* never synced */
+    crash(f, FAULTFS_DROP, 3);
+    uv_run(&loop, UV_RUN_DEFAULT); /* lets the closed log's timer handle go */
+    assert_int_equal(uv_loop_close(&loop), 0);
+    must_open(f);
+    check_prefix(f, 5);
+    assert_true(log_end_offset(f->log) == 5);
+}
+
+/* A crash before a new log's first fsync leaves an empty log (or none): it opens as new. */
+static void test_new_log_crash_before_first_job(void **state)
+{
+    struct tu_logfx *f = *state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    char err[512];
+    assert_int_equal(log_open(&loop, f->logdir, &f->cfg, &f->log, err, sizeof(err)), 0);
+    for (int i = 0; i < 3; i++)
+        append_one(f, i);
+    crash(f, FAULTFS_TEAR, 5);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    must_open(f);
+    check_prefix(f, 0);
+    append_one(f, (int)log_end_offset(f->log));
+}
+
+/* log_discard (a log about to be deleted) neither fsyncs nor writes the checkpoint or the
+ * clean-shutdown marker, and answers durable waiters with TERN_ECLOSED. */
+static void on_closed_status(void *arg, int status)
+{
+    *(int *)arg = status;
+}
+
+static void on_discarded(void *arg)
+{
+    *(int *)arg = 1;
+}
+
+static void test_discard_skips_final_sync(void **state)
+{
+    struct tu_logfx *f = *state;
+    must_open(f);
+    for (int i = 0; i < 3; i++)
+        append_one(f, i);
+    assert_int_equal(log_sync(f->log), 0);
+    append_one(f, 3);
+    int status = 0, closed = 0;
+    assert_int_equal(log_wait_durable(f->log, 4, on_closed_status, &status), 0);
+    uint64_t before = faultfs_calls(FAULTFS_OP_FDATASYNC) + faultfs_calls(FAULTFS_OP_FSYNC_DIR) +
+                      faultfs_calls(FAULTFS_OP_PWRITE) + faultfs_calls(FAULTFS_OP_OPEN);
+    log_discard(f->log, on_discarded, &closed);
+    f->log = NULL;
+    assert_int_equal(closed, 1);
+    assert_int_equal(status, TERN_ECLOSED);
+    assert_true(faultfs_calls(FAULTFS_OP_FDATASYNC) + faultfs_calls(FAULTFS_OP_FSYNC_DIR) +
+                    faultfs_calls(FAULTFS_OP_PWRITE) + faultfs_calls(FAULTFS_OP_OPEN) ==
+                before);
+}
+
 static void test_bitflip_before_durable_refuses(void **state)
 {
     struct tu_logfx *f = *state;
@@ -286,6 +373,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_crash_drop_unsynced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_torn_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unsynced_new_segment_vanishes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_log_made_durable_by_first_job, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_log_crash_before_first_job, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_discard_skips_final_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bitflip_before_durable_refuses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bitflip_after_durable_truncates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_index_after_crash, setup, teardown),

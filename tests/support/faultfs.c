@@ -35,6 +35,7 @@ static struct node *nodes;
 static struct node *fds[MAX_FDS];
 static bool crashed;
 static uint64_t calls[FAULTFS_OP_COUNT];
+static _Thread_local uint64_t thread_calls[FAULTFS_OP_COUNT]; /* the calling thread's */
 static struct {
     int nth, err, partial;
 } fails[FAULTFS_OP_COUNT];
@@ -60,6 +61,7 @@ static void crash_point(enum faultfs_op op)
 static int injected(enum faultfs_op op, int *partial)
 {
     calls[op]++;
+    thread_calls[op]++;
     if (fails[op].nth > 0 && --fails[op].nth == 0) {
         if (partial)
             *partial = fails[op].partial;
@@ -474,4 +476,9 @@ void faultfs_fail(enum faultfs_op op, int nth, int err, int partial)
 uint64_t faultfs_calls(enum faultfs_op op)
 {
     return calls[op];
+}
+
+uint64_t faultfs_thread_calls(enum faultfs_op op)
+{
+    return thread_calls[op];
 }

@@ -50,5 +50,7 @@ void faultfs_restart(enum faultfs_crash_mode mode, uint64_t seed);
 void faultfs_fail(enum faultfs_op op, int nth, int err, int partial);
 /* Calls of op since install (successful or not). */
 uint64_t faultfs_calls(enum faultfs_op op);
+/* Calls of op made by the calling thread (the loop thread, in a test that runs one). */
+uint64_t faultfs_thread_calls(enum faultfs_op op);
 
 #endif

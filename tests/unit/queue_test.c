@@ -465,6 +465,25 @@ static void test_callbacks_answered_on_close(void **state)
     assert_true(queue_ready_count(f->q) == 9);
 }
 
+/* Deleting a queue confirms what it held, as RabbitMQ does, without an fsync of a log that is
+ * about to go (buffered messages and ones whose fsync is in flight alike). */
+static void test_destroy_confirms_without_fsync(void **state)
+{
+    struct fx *f = *state;
+    conf = (struct confirms){0};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pub(f, i, true, true), 0);
+    queue_flush(f->q); /* appended, the pool fsync requested */
+    for (int i = 3; i < 5; i++)
+        assert_int_equal(pub(f, i, true, true), 0); /* buffered */
+    queue_destroy(f->q); /* a close would answer the in-flight ones TERN_ECLOSED */
+    f->q = NULL;
+    assert_int_equal(conf.ok, 5);
+    assert_int_equal(conf.closed + conf.failed, 0);
+    run(f); /* the orphaned fsync completes and frees its group */
+    assert_int_equal(conf.ok, 5);
+}
+
 static void test_restart_keeps_exactly_the_unsettled(void **state)
 {
     struct fx *f = *state;
@@ -705,6 +724,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_durable_callback_after_fsync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_callbacks_answered_on_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_destroy_confirms_without_fsync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_keeps_exactly_the_unsettled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_non_durable_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_and_reclaim, setup, teardown),

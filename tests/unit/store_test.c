@@ -12,8 +12,12 @@
 #include <cmocka.h>
 
 #include "base/tern.h"
+#include "faultfs.h"
 #include "store/store.h"
 #include "testutil.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
 
 #define NOW 1700000000000ll
 
@@ -151,6 +155,107 @@ static void test_loop_close(void **state)
     assert_true(access(tu_path(dir, "logs/x/clean-shutdown"), F_OK) == 0);
 }
 
+static int durable_calls;
+
+static void on_durable(void *arg, int status)
+{
+    assert_int_equal(status, *(int *)arg);
+    durable_calls++;
+}
+
+static void append_n(struct log *log, const char *tag, int n)
+{
+    for (int i = 0; i < n; i++) {
+        size_t len;
+        uint8_t *b = tu_batch(tag, 1, 64, NOW + i, &len);
+        assert_int_equal(log_append(log, b, len, NOW, NULL), 0);
+        free(b);
+    }
+}
+
+/* Entries of logs/ whose name starts with prefix. */
+static int count_entries(const char *prefix)
+{
+    DIR *d = opendir(tu_path(dir, "logs"));
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    closedir(d);
+    return n;
+}
+
+static uint64_t disk_waits(void)
+{
+    return faultfs_thread_calls(FAULTFS_OP_FDATASYNC) + faultfs_thread_calls(FAULTFS_OP_FSYNC_DIR) +
+           faultfs_thread_calls(FAULTFS_OP_UNLINK);
+}
+
+/* With a loop, creating and deleting a log leave every fsync and unlink to the thread pool
+ * (an AMQP client declaring and deleting reply queues must not stall the loop), and a deleted
+ * name is free at once even while the old log's fsync is still in flight. */
+static void test_create_delete_off_loop(void **state)
+{
+    (void)state;
+    faultfs_install();
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct store *st;
+    assert_int_equal(store_open(&loop, &cfg, &st), 0);
+    uint64_t before = disk_waits();
+    struct log *log;
+    assert_int_equal(store_log(st, "q", NULL, &log), 0);
+    append_n(log, "old", 3);
+    int want = TERN_ECLOSED; /* the deletion answers it: the log is gone */
+    durable_calls = 0;
+    assert_int_equal(log_wait_durable(log, 3, on_durable, &want), 0); /* a pool fsync starts */
+    assert_int_equal(store_log_delete(st, "q"), 0);
+    assert_true(disk_waits() == before); /* nothing so far waited for the disk on this thread */
+    assert_int_equal(count_entries("q"), 0);
+    /* the name is free: a new log under it starts empty, whatever the old one's fsync does */
+    assert_int_equal(store_log(st, "q", NULL, &log), 0);
+    assert_true(log_end_offset(log) == 0);
+    append_n(log, "new", 2);
+    assert_int_equal(log_sync(log), 0);
+    for (int i = 0; uv_run(&loop, UV_RUN_NOWAIT) != 0 || count_entries(".deleted.") != 0; i++) {
+        assert_true(i < 10000); /* the pool removes the old directory within seconds */
+        usleep(1000);
+    }
+    assert_int_equal(durable_calls, 1);
+    int closed = 0;
+    store_close(st, on_store_closed, &closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(closed, 1);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    faultfs_uninstall();
+    assert_int_equal(store_open(NULL, &cfg, &st), 0);
+    assert_int_equal(store_log_count(st), 1);
+    assert_true(log_end_offset(store_log_find(st, "q")) == 2);
+    store_close(st, NULL, NULL);
+}
+
+/* A deletion interrupted by a crash leaves a renamed directory: the next open removes it and
+ * does not take it for a log. */
+static void test_deletion_leftover_removed(void **state)
+{
+    (void)state;
+    struct store *st;
+    assert_int_equal(store_open(NULL, &cfg, &st), 0);
+    put(st, "kept", 2);
+    store_close(st, NULL, NULL);
+    assert_int_equal(mkdir(tu_path(dir, "logs/.deleted.7.q"), 0755), 0);
+    FILE *fp = fopen(tu_path(dir, "logs/.deleted.7.q/00000000000000000000.log"), "w");
+    assert_non_null(fp);
+    fputs("leftover", fp);
+    fclose(fp);
+    assert_int_equal(store_open(NULL, &cfg, &st), 0);
+    assert_int_equal(store_log_count(st), 1);
+    assert_int_equal(store_refused_count(st), 0);
+    assert_int_equal(count_entries(".deleted."), 0);
+    store_close(st, NULL, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -159,6 +264,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_create_find_delete_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_log_refused_others_work, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_delete_off_loop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deletion_leftover_removed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -252,3 +252,41 @@ def test_two_restarts_in_a_row(amqp):
         assert bodies(amqp.connect().channel(), q) == [b"one", b"two"]
     finally:
         cleanup(amqp, [q])
+
+
+def test_deleted_queues_leave_no_files_and_names_start_empty(amqp):
+    """Declaring and deleting queues (reply queues, per-task queues) removes their logs in the
+    background: the directories go, a name declared again starts empty, and neither comes back
+    after a SIGKILL."""
+    logs = amqp.ternd.data_dir / "logs"
+    before = {p.name for p in logs.iterdir()}
+    ch, _ = durable_queue(amqp, "churn")
+    names = []
+    for i in range(30):
+        q = amqp.name(f"churn{i}")
+        names.append(q)
+        ch.queue_declare(q, durable=True)
+        for j in range(5):
+            ch.basic_publish("", q, b"%d" % j, properties=PERSISTENT, mandatory=True)
+        assert ch.queue_delete(q).method.message_count == 5
+        # the same name at once: a new, empty queue
+        assert ch.queue_declare(q, durable=True).method.message_count == 0
+        ch.basic_publish("", q, b"new", properties=PERSISTENT, mandatory=True)
+        if i % 2:
+            ch.queue_delete(q)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        left = {p.name for p in logs.iterdir()} - before
+        if not any(n.startswith(".deleted.") for n in left):
+            break
+        time.sleep(0.05)
+    assert not any(n.startswith(".deleted.") for n in left), sorted(left)
+    kept = names[0::2]
+    amqp.kill9_restart()
+    ch = amqp.connect().channel()
+    for q in kept:
+        assert ch.queue_declare(q, passive=True).method.message_count == 1
+        assert bodies(ch, q) == [b"new"]
+    for q in names[1::2]:
+        assert missing(amqp, "queue", q)
+    assert not any(n.startswith(".deleted.") for n in (p.name for p in logs.iterdir()))
