@@ -50,6 +50,7 @@ FILL_SIZE = 100
 FILL_TIMEOUT = 900.0
 LATENCY_SIZE = 100
 RATE = 10000
+CHURN = 100  # queue declare/publish/delete cycles a second beside the churn latency row
 LISTENING = re.compile(r"event=listening proto=amqp bind=(\S+) port=(\d+)")
 # Every process a run starts carries this in its environment, so that the end of the run can
 # prove none is left (and name any that is).
@@ -75,6 +76,9 @@ def scenarios(fill_count):
                                        "--rate", str(RATE)]))
     runs.append(("latency_durable", ["--scenario", "latency", "--size", str(LATENCY_SIZE),
                                      "--rate", str(RATE), "--durable"]))
+    # RPC clients declare and delete reply queues: what that costs the other clients' latency
+    runs.append(("latency_churn", ["--scenario", "latency", "--size", str(LATENCY_SIZE),
+                                   "--rate", str(RATE), "--churn", str(CHURN)]))
     # the fill is about memory, not speed: a wide window keeps a slow fsync from stretching it
     runs.append(("fill", ["--scenario", "fill", "--size", str(FILL_SIZE), "--count",
                           str(fill_count), "--publishers", "4", "--window", "2048"]))
@@ -100,6 +104,10 @@ def table_rows(fill_count):
         rows.append((f"{name}: e2e p50", k, "e2e_p50_us", "us", None, False))
         rows.append((f"{name}: e2e p99", k, "e2e_p99_us", "us", target, False))
         rows.append((f"{name}: e2e p99.9", k, "e2e_p999_us", "us", None, False))
+    name = f"{RATE // 1000}k msg/s transient + {CHURN} queues/s churn"
+    rows.append((f"{name}: e2e p50", "latency_churn", "e2e_p50_us", "us", None, False))
+    rows.append((f"{name}: e2e p99", "latency_churn", "e2e_p99_us", "us", None, False))
+    rows.append((f"{name}: churn rate", "latency_churn", "churn_per_s", "rate", None, True))
     rows.append(("RSS idle", "rss", "idle_kb", "kb", 10 * 1024, False))
     rows.append((f"RSS {count_label(fill_count)} queued", "rss", "filled_kb", "kb", 32 * 1024,
                  False))

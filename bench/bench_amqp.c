@@ -16,6 +16,11 @@
  *   fill     --count persistent messages with confirms to a durable queue, no consumer; the
  *            queue is kept, so the driver can read the broker's memory with it full.
  *
+ * --churn R (latency only) adds a connection that, R times a second, declares a server-named
+ * queue (durable with --durable, else exclusive), publishes one message to it and deletes it,
+ * as RPC clients do with reply queues: the latency then shows what queue set-up and tear-down
+ * cost everybody else. Result: churn_per_s, the cycles completed per measured second.
+ *
  * Timed scenarios run --warmup seconds unmeasured, then --seconds measured; with --count the
  * publishers send that many messages in all and the run ends when every one is confirmed.
  *
@@ -84,7 +89,6 @@
 #define DRAIN_SECONDS 30.0 /* longest wait for a confirm, and with --count for the last ones */
 #define CONSUMER_GRACE_NS (200 * 1000 * 1000ull) /* consumers run on after the publishers */
 
-
 enum scenario { SCENARIO_CONFIRM, SCENARIO_E2E, SCENARIO_LATENCY, SCENARIO_FILL };
 
 static const char *const scenario_names[] = {"confirm", "e2e", "latency", "fill"};
@@ -106,6 +110,7 @@ struct options {
     bool durable;       /* persistent messages, durable queue, confirms */
     bool keep;          /* leave the queue (fill) */
     bool basic_publish; /* amqp_basic_publish per message instead of batched writes */
+    double churn;       /* latency: queue declare/publish/delete cycles per second */
 };
 
 struct bench;
@@ -121,8 +126,8 @@ struct worker {
     int fd;
     _Atomic uint64_t published, confirmed, nacked, received;
     struct bench_hist lat; /* publishers: confirm latency; consumers: end-to-end latency */
-    uint64_t quota;  /* --count: this publisher's share; 0: until PHASE_STOP */
-    uint64_t seq;    /* next body sequence number */
+    uint64_t quota;        /* --count: this publisher's share; 0: until PHASE_STOP */
+    uint64_t seq;          /* next body sequence number */
     /* confirm tracking: tags next_tag - window .. next_tag - 1 live in slot tag % window */
     uint64_t next_tag, oldest; /* next tag to publish; lowest tag not yet confirmed */
     uint64_t settled_ns;       /* when a confirm last arrived (or publishing started) */
@@ -149,6 +154,10 @@ struct bench {
     _Atomic bool abort; /* a worker failed */
     struct worker workers[MAX_WORKERS];
     int nworkers;
+    pthread_t churn_thread;
+    bool churning;
+    _Atomic uint64_t churned; /* cycles completed in PHASE_MEASURE */
+    char churn_err[256];
 };
 
 /* ---- failure --------------------------------------------------------------------------------- */
@@ -747,6 +756,54 @@ static int queue_delete(const struct bench *b, amqp_connection_state_t conn, cha
     return rpc_check(conn, "queue.delete", err, cap);
 }
 
+/* One declare, publish, delete cycle on a server-named queue. Returns 0 or -1 (err set). */
+static int churn_once(const struct bench *b, amqp_connection_state_t conn, char *err, size_t cap)
+{
+    bool durable = b->persistent;
+    amqp_queue_declare_ok_t *ok = amqp_queue_declare(conn, CHANNEL, amqp_empty_bytes, 0, durable,
+                                                     !durable, 0, amqp_empty_table);
+    if (rpc_check(conn, "churn queue.declare", err, cap) < 0)
+        return -1;
+    char name[256];
+    snprintf(name, sizeof(name), "%.*s", (int)ok->queue.len, (const char *)ok->queue.bytes);
+    amqp_basic_properties_t props = {._flags = AMQP_BASIC_DELIVERY_MODE_FLAG,
+                                     .delivery_mode = durable ? 2 : 1};
+    uint8_t body[BODY_HEADER_BYTES] = {0};
+    if (amqp_basic_publish(conn, CHANNEL, amqp_empty_bytes, amqp_cstring_bytes(name), 0, 0, &props,
+                           (amqp_bytes_t){sizeof(body), body}) != AMQP_STATUS_OK) {
+        snprintf(err, cap, "churn basic.publish failed");
+        return -1;
+    }
+    amqp_queue_delete(conn, CHANNEL, amqp_cstring_bytes(name), 0, 0);
+    return rpc_check(conn, "churn queue.delete", err, cap);
+}
+
+static void *churn_main(void *arg)
+{
+    struct bench *b = arg;
+    amqp_connection_state_t conn;
+    char *err = b->churn_err;
+    if (conn_open(&b->opt, &conn, err, sizeof(b->churn_err)) < 0) {
+        atomic_store(&b->abort, true);
+        return NULL;
+    }
+    uint64_t interval = (uint64_t)(1e9 / b->opt.churn), next = clock_mono_ns();
+    int phase;
+    while ((phase = atomic_load(&b->phase)) != PHASE_DONE && phase != PHASE_STOP &&
+           !atomic_load(&b->abort)) {
+        bench_sleep_until(next);
+        next += interval;
+        if (churn_once(b, conn, err, sizeof(b->churn_err)) < 0) {
+            atomic_store(&b->abort, true);
+            break;
+        }
+        if (atomic_load(&b->phase) == PHASE_MEASURE)
+            atomic_fetch_add(&b->churned, 1);
+    }
+    conn_close(conn, !err[0]);
+    return NULL;
+}
+
 static void workers_start(struct bench *b)
 {
     const struct options *o = &b->opt;
@@ -771,6 +828,12 @@ static void workers_start(struct bench *b)
         int rc = pthread_create(&w->thread, NULL, worker_main, w);
         if (rc != 0)
             fail("pthread_create: %s", strerror(rc));
+    }
+    if (o->churn > 0) {
+        int rc = pthread_create(&b->churn_thread, NULL, churn_main, b);
+        if (rc != 0)
+            fail("pthread_create: %s", strerror(rc));
+        b->churning = true;
     }
 }
 
@@ -901,8 +964,14 @@ static int run(struct bench *b, struct result *r)
     atomic_store(&b->abort, atomic_load(&b->abort) || !ok); /* wake anyone still waiting */
     join_kind(b, false);
     join_kind(b, true);
+    if (b->churning)
+        pthread_join(b->churn_thread, NULL);
     r->all = totals_read(b);
     int rc = 0;
+    if (b->churn_err[0]) {
+        fprintf(stderr, "bench_amqp: churn: %s\n", b->churn_err);
+        rc = -1;
+    }
     for (int i = 0; i < b->nworkers; i++) {
         struct worker *w = &b->workers[i];
         if (w->err[0]) {
@@ -927,8 +996,8 @@ static void print_latency(const char *name, const struct bench_hist *h)
     if (h->n == 0)
         return;
     printf(" %s_samples=%" PRIu64 " %s_p50_us=%.1f %s_p99_us=%.1f %s_p999_us=%.1f %s_max_us=%.1f",
-           name, h->n, name, bench_hist_quantile_us(h, 0.50), name, bench_hist_quantile_us(h, 0.99), name,
-           bench_hist_quantile_us(h, 0.999), name, (double)h->max / 1e3);
+           name, h->n, name, bench_hist_quantile_us(h, 0.50), name, bench_hist_quantile_us(h, 0.99),
+           name, bench_hist_quantile_us(h, 0.999), name, (double)h->max / 1e3);
 }
 
 /* The headline rate: confirmed messages when publishing with confirms alone, else consumed. */
@@ -959,6 +1028,9 @@ static void print_result(const struct bench *b, const struct result *r)
            r->seconds > 0 ? (double)r->d.published / r->seconds : 0);
     print_latency("confirm", &r->confirm_lat);
     print_latency("e2e", &r->e2e_lat);
+    if (o->churn > 0)
+        printf(" churn_per_s=%.1f",
+               r->seconds > 0 ? (double)atomic_load(&b->churned) / r->seconds : 0);
     printf(" total_published=%" PRIu64 " total_received=%" PRIu64 " client_cpu=%.2f queue=%s\n",
            r->all.published, r->all.received, r->seconds > 0 ? r->cpu / r->seconds : 0, b->queue);
     fflush(stdout);
@@ -989,6 +1061,7 @@ static void usage(FILE *f)
         "  --count N           send N messages in all instead (fill: default 1000000)\n"
         "  --rate R            latency: messages per second over all publishers (default 10000)\n"
         "  --durable           latency: persistent messages, durable queue, confirms\n"
+        "  --churn R           latency: beside it, R queue declare/publish/delete cycles a second\n"
         "  --queue NAME        queue name (default bench-<scenario>-<pid>)\n"
         "  --keep              do not delete the queue at the end (fill keeps it always)\n"
         "  --connect-timeout S retry connecting for S seconds (default 10)\n"
@@ -1034,6 +1107,7 @@ enum {
     OPT_KEEP,
     OPT_CONNECT_TIMEOUT,
     OPT_BASIC_PUBLISH,
+    OPT_CHURN,
     OPT_HELP,
 };
 
@@ -1058,6 +1132,7 @@ static const struct option long_options[] = {
     {"keep", no_argument, NULL, OPT_KEEP},
     {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
     {"basic-publish", no_argument, NULL, OPT_BASIC_PUBLISH},
+    {"churn", required_argument, NULL, OPT_CHURN},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -1114,6 +1189,9 @@ static bool option_set(struct options *o, int c, const char *v, const char *name
     case OPT_DURABLE:
         o->durable = true;
         break;
+    case OPT_CHURN:
+        o->churn = parse_num(name, v, 1, 1e5);
+        break;
     case OPT_QUEUE:
         o->queue = v;
         break;
@@ -1168,6 +1246,8 @@ static void options_parse(int argc, char **argv, struct options *o)
         o->rate = 10000;
     if (o->scenario != SCENARIO_LATENCY)
         o->rate = 0;
+    if (o->scenario != SCENARIO_LATENCY && o->churn > 0)
+        fail("--churn goes with --scenario latency");
     if (o->scenario == SCENARIO_FILL && o->count == 0)
         o->count = 1000000;
 }
