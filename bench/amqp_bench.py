@@ -134,7 +134,11 @@ def free_port():
 def children(pid):
     """Direct children of pid, from /proc/PID/task/*/children."""
     out = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").glob("*"))
+    except OSError:
+        return out  # it exited while the tree was walked
+    for task in tasks:
         try:
             out += [int(c) for c in (task / "children").read_text().split()]
         except OSError:
@@ -490,6 +494,8 @@ def fmt(value, unit):
     if value is None or value < 0:
         return "-"
     if unit == "rate":
+        if value < 1e3:
+            return f"{value:.1f}/s"
         return f"{value / 1e6:.2f}M/s" if value >= 1e6 else f"{value / 1e3:.1f}k/s"
     if unit == "us":
         if value >= 1e6:
