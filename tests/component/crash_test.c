@@ -160,6 +160,23 @@ static void on_durable(void *arg, int status)
     *(int *)arg = 1;
 }
 
+/* Opens (creates) the fixture's log with loop. */
+static void open_on_loop(struct tu_logfx *f, uv_loop_t *loop)
+{
+    char err[512];
+    assert_int_equal(uv_loop_init(loop), 0);
+    assert_int_equal(log_open(loop, f->logdir, &f->cfg, &f->log, err, sizeof(err)), 0);
+}
+
+/* crash(), then lets the closed log's handles go and closes loop. */
+static void crash_on_loop(struct tu_logfx *f, uv_loop_t *loop, enum faultfs_crash_mode mode,
+                          uint64_t seed)
+{
+    crash(f, mode, seed);
+    uv_run(loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(loop), 0);
+}
+
 /* A log created with a loop does no fsync on the loop thread; its first pool fsync makes the
  * directory, the segment and the checkpoint durable along with the data it acknowledges. */
 static void test_new_log_made_durable_by_first_job(void **state)
@@ -167,11 +184,9 @@ static void test_new_log_made_durable_by_first_job(void **state)
     struct tu_logfx *f = *state;
     f->cfg.segment_bytes = 1 << 20;
     uv_loop_t loop;
-    assert_int_equal(uv_loop_init(&loop), 0);
     uint64_t syncs =
         faultfs_thread_calls(FAULTFS_OP_FDATASYNC) + faultfs_thread_calls(FAULTFS_OP_FSYNC_DIR);
-    char err[512];
-    assert_int_equal(log_open(&loop, f->logdir, &f->cfg, &f->log, err, sizeof(err)), 0);
+    open_on_loop(f, &loop);
     for (int i = 0; i < 5; i++)
         append_one(f, i);
     assert_true(faultfs_thread_calls(FAULTFS_OP_FDATASYNC) +
@@ -182,9 +197,7 @@ static void test_new_log_made_durable_by_first_job(void **state)
     while (!done)
         uv_run(&loop, UV_RUN_ONCE);
     append_one(f, 5); /* never synced */
-    crash(f, FAULTFS_DROP, 3);
-    uv_run(&loop, UV_RUN_DEFAULT); /* lets the closed log's timer handle go */
-    assert_int_equal(uv_loop_close(&loop), 0);
+    crash_on_loop(f, &loop, FAULTFS_DROP, 3);
     must_open(f);
     check_prefix(f, 5);
     assert_true(log_end_offset(f->log) == 5);
@@ -195,14 +208,10 @@ static void test_new_log_crash_before_first_job(void **state)
 {
     struct tu_logfx *f = *state;
     uv_loop_t loop;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    char err[512];
-    assert_int_equal(log_open(&loop, f->logdir, &f->cfg, &f->log, err, sizeof(err)), 0);
+    open_on_loop(f, &loop);
     for (int i = 0; i < 3; i++)
         append_one(f, i);
-    crash(f, FAULTFS_TEAR, 5);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&loop), 0);
+    crash_on_loop(f, &loop, FAULTFS_TEAR, 5);
     must_open(f);
     check_prefix(f, 0);
     append_one(f, (int)log_end_offset(f->log));
