@@ -29,13 +29,14 @@
  * on the libuv thread pool, covering every segment with unsynced bytes; appends made meanwhile
  * wait for the next job. A failed write or fsync is never retried: the log turns read-only.
  *
- * Compaction (cfg.compact): one pass at a time runs on the pool (store/compact.c does the work
- * per segment, seg_replace installs each result) and its completion swaps the new segment
- * objects in on the loop. The pass holds references to the segments it covers; retention and
- * deletion wait for its end so that no file it renames is unlinked under it. Format and crash
- * rules: docs/STORAGE.md, "Compaction".
+ * Compaction (cfg.compact, log_compact.c): one pass at a time runs on the pool (store/compact.c
+ * does the work per segment, seg_replace installs each result) and its completion swaps the new
+ * segment objects in on the loop. The pass holds references to the segments it covers;
+ * retention and deletion wait for its end so that no file it renames is unlinked under it.
+ * Format and crash rules: docs/STORAGE.md, "Compaction".
  */
 #include "store/log.h"
+#include "store/log_int.h"
 
 #include "base/clock.h"
 #include "base/crc32c.h"
@@ -60,14 +61,6 @@
 #define CKPT_SLOT 64
 #define CLEAN_MARKER "clean-shutdown"
 
-struct ckpt {
-    uint64_t seq;
-    int64_t start;
-    int64_t durable_end;
-    int64_t seg_base;
-    uint64_t seg_pos;
-};
-
 struct waiter {
     int64_t end;
     log_durable_cb cb;
@@ -91,39 +84,6 @@ struct sync_job {
     int rc;
 };
 
-struct log {
-    uv_loop_t *loop;
-    char *dir;
-    struct log_config cfg;
-    struct seg **segs; /* ascending base; the last is active */
-    int nsegs, capsegs;
-    int64_t start_offset, end_offset, durable_offset;
-    bool dir_dirty;    /* a segment was created or removed since the last job (dir_changed) */
-    bool parent_dirty; /* the directory itself was created and its entry is not yet durable */
-    int err;
-    bool clean_open;
-    bool closing;
-    bool discard;         /* closing for deletion: no final fsync, no clean-shutdown marker */
-    bool sync_inline;     /* log_sync is completing a job: do not finish a close there */
-    bool answering;       /* waiters are being answered: their appends join the next job */
-    struct sync_job *job; /* in flight */
-    bool force_ckpt;      /* a roll or truncation wants a checkpoint soon */
-    int ckpt_fd;
-    struct ckpt ckpt; /* last durable checkpoint */
-    int64_t ckpt_ms, sync_ms;
-    uint64_t job_start_ns;       /* when the last data job started (sync_gap_ms) */
-    uint64_t appended;           /* bytes appended since open */
-    uint64_t job_start_appended; /* appended when the last data job started */
-    struct gap_timer *gap;       /* waits out sync_gap_ms; NULL until first needed */
-    struct waiter *waiters;
-    size_t nwaiters, capwaiters;
-    log_close_cb close_cb;
-    void *close_arg;
-    struct compact_job *cjob; /* compaction pass in flight */
-    int64_t cleaned_end;      /* the last pass covered every offset below it (not persisted) */
-    struct log_compact_stats cstats;
-};
-
 void log_config_default(struct log_config *cfg)
 {
     *cfg = (struct log_config){
@@ -143,7 +103,7 @@ void log_config_default(struct log_config *cfg)
     };
 }
 
-static const char *log_name(const struct log *log)
+const char *log_name(const struct log *log)
 {
     const char *s = strrchr(log->dir, '/');
     return s ? s + 1 : log->dir;
@@ -239,7 +199,7 @@ static struct ckpt ckpt_now(const struct log *log, int64_t end, uint64_t seq)
 
 static void waiters_fire(struct log *log, int status);
 
-static void log_fail(struct log *log, int err, const char *what)
+void log_fail(struct log *log, int err, const char *what)
 {
     if (log->err)
         return;
@@ -301,7 +261,6 @@ static void job_run(struct sync_job *j)
         j->rc = ckpt_write(j->ckpt_fd, &j->ckpt);
 }
 
-static void log_finish_close(struct log *log);
 static void job_submit(struct log *log);
 static void job_start(struct log *log, bool data);
 
@@ -850,7 +809,7 @@ int log_open(uv_loop_t *loop, const char *dir, const struct log_config *cfg, str
 
 /* ---- close ----------------------------------------------------------------------------- */
 
-static void log_finish_close(struct log *log)
+void log_finish_close(struct log *log)
 {
     if (!log->err && !log->discard) {
         log->force_ckpt = true;
@@ -874,8 +833,6 @@ static void log_finish_close(struct log *log)
         cb(arg);
 }
 
-static void cjob_cancel(struct compact_job *j);
-
 void log_discard(struct log *log, log_close_cb cb, void *arg)
 {
     log->discard = true;
@@ -888,7 +845,7 @@ void log_close(struct log *log, log_close_cb cb, void *arg)
     log->close_arg = arg;
     log->closing = true;
     if (log->cjob)
-        cjob_cancel(log->cjob); /* its completion finishes the close */
+        log_compact_cancel(log->cjob); /* its completion finishes the close */
     else if (!log->job)
         log_finish_close(log);
 }
@@ -1076,7 +1033,7 @@ static int log_persist_start(struct log *log)
 
 /* Deletes the segments wholly below the start offset (never the active one), unless a
  * compaction pass holds them: its completion calls this again. */
-static int drop_below_start(struct log *log)
+int log_drop_below_start(struct log *log)
 {
     if (log->cjob)
         return 0;
@@ -1095,7 +1052,7 @@ int log_delete_below(struct log *log, int64_t offset)
     log->start_offset = offset;
     int rc = log_persist_start(log);
     if (rc == 0)
-        rc = drop_below_start(log);
+        rc = log_drop_below_start(log);
     return rc;
 }
 
@@ -1187,276 +1144,6 @@ void log_tick(struct log *log, int64_t now_ms)
         want = true;
     if (want)
         job_submit(log);
-}
-
-/* ---- compaction ------------------------------------------------------------------------ */
-
-/* One compaction pass: planned on the loop, run on a pool thread, swapped in on the loop. */
-struct compact_job {
-    uv_work_t req;
-    struct log *log;
-    struct seg **segs;  /* referenced: the cleanable segments, ascending */
-    struct seg **fresh; /* per segment: its installed replacement, or NULL */
-    bool *drop_tombs;   /* per segment: its tombstones may go */
-    struct compact_seg_stats *stats;
-    int nsegs;
-    int dirty_from; /* segments from here on feed the key map */
-    int done;       /* segments compacted (and installed when changed) */
-    int64_t now_ms;
-    uint64_t started_ns; /* monotonic, for the log line */
-    uint64_t keys;
-    atomic_bool cancel;
-    bool fatal; /* an fsync, unlink or rename failed: the log turns read-only */
-    int rc;
-};
-
-/* The cleanable segments [0, n) and the first dirty one. */
-struct compact_plan {
-    int n, dirty_from;
-    uint64_t bytes, dirty_bytes;
-    bool tombstones_due;
-};
-
-static bool seg_cleanable(const struct log *log, const struct seg *s, int64_t now_ms)
-{
-    int64_t lag = log->cfg.min_compaction_lag_ms;
-    /* below the checkpoint's segment: fsynced with its indexes, and trusted at open */
-    if (s->base >= log->ckpt.seg_base || s->synced_size < s->size || s->index_dirty)
-        return false;
-    return lag <= 0 || s->max_ts < 0 || now_ms - s->max_ts >= lag;
-}
-
-static void compact_plan(const struct log *log, int64_t now_ms, struct compact_plan *p)
-{
-    *p = (struct compact_plan){.dirty_from = -1};
-    int64_t horizon = log->cfg.delete_retention_ms;
-    while (p->n < log->nsegs - 1 && seg_cleanable(log, log->segs[p->n], now_ms)) {
-        const struct seg *s = log->segs[p->n];
-        p->bytes += s->size;
-        if (s->next_offset > log->cleaned_end) {
-            if (p->dirty_from < 0)
-                p->dirty_from = p->n;
-            p->dirty_bytes += s->size;
-        }
-        if (s->tombstones && s->clean_ms > 0 && now_ms - s->clean_ms >= horizon)
-            p->tombstones_due = true;
-        p->n++;
-    }
-    if (p->dirty_from < 0)
-        p->dirty_from = p->n;
-}
-
-static struct compact_job *cjob_prepare(struct log *log, const struct compact_plan *p,
-                                        int64_t now_ms)
-{
-    struct compact_job *j = tern_xcalloc(1, sizeof(*j));
-    j->log = log;
-    j->nsegs = p->n;
-    j->dirty_from = p->dirty_from;
-    j->now_ms = now_ms;
-    j->started_ns = clock_mono_ns();
-    atomic_init(&j->cancel, false);
-    j->segs = tern_xcalloc((size_t)p->n, sizeof(*j->segs));
-    j->fresh = tern_xcalloc((size_t)p->n, sizeof(*j->fresh));
-    j->drop_tombs = tern_xcalloc((size_t)p->n, sizeof(*j->drop_tombs));
-    j->stats = tern_xcalloc((size_t)p->n, sizeof(*j->stats));
-    for (int i = 0; i < p->n; i++) {
-        struct seg *s = log->segs[i];
-        seg_ref(s);
-        j->segs[i] = s;
-        j->drop_tombs[i] = s->clean_ms > 0 && now_ms - s->clean_ms >= log->cfg.delete_retention_ms;
-    }
-    return j;
-}
-
-/* Puts segment i's compacted copy in place of its files (pool thread). */
-static int cjob_install(struct compact_job *j, int i)
-{
-    bool renamed;
-    int rc = seg_replace(j->fresh[i], j->segs[i], &renamed);
-    if (rc < 0) {
-        j->fatal = true;
-        if (!renamed) {
-            seg_remove(j->fresh[i]);
-            seg_unref(j->fresh[i]);
-            j->fresh[i] = NULL;
-        }
-    }
-    return rc;
-}
-
-static void cjob_run(struct compact_job *j)
-{
-    struct compact_map *m = compact_map_new();
-    bool installed = false;
-    for (int i = j->dirty_from; i < j->nsegs && j->rc == 0; i++)
-        j->rc = compact_map_add(m, j->segs[i], &j->cancel);
-    j->keys = compact_map_count(m);
-    /* ascending: an older record goes before (or with) the tombstone that made it obsolete */
-    for (int i = 0; i < j->nsegs && j->rc == 0; i++) {
-        j->rc =
-            compact_seg(m, j->segs[i], j->drop_tombs[i], &j->cancel, &j->fresh[i], &j->stats[i]);
-        if (j->rc == 0 && j->fresh[i]) {
-            j->rc = cjob_install(j, i);
-            installed = true;
-        }
-        if (j->rc == 0)
-            j->done = i + 1;
-    }
-    compact_map_free(m);
-    if (installed) {
-        /* the index renames; the data renames were made durable one by one */
-        int rc = file_sync_dir(j->log->dir);
-        if (rc < 0 && j->rc == 0) {
-            j->rc = rc;
-            j->fatal = true;
-        }
-    }
-}
-
-/* Replaces old by fresh in the segment list; the log's reference to old goes (readers'
- * references keep its file open). */
-static void seg_swap(struct log *log, struct seg *old, struct seg *fresh)
-{
-    int k = 0;
-    while (k < log->nsegs && log->segs[k] != old)
-        k++;
-    TERN_ASSERT(k < log->nsegs); /* retention and truncation wait for the pass */
-    fresh->synced_size = fresh->size;
-    fresh->created_ms = old->created_ms;
-    fresh->clean_ms = old->clean_ms;
-    log->segs[k] = fresh;
-    seg_unref(old);
-}
-
-static void cjob_log(struct log *log, const struct compact_job *j, uint64_t before, uint64_t after,
-                     uint64_t removed, int rewritten)
-{
-    if (j->rc < 0 && j->rc != -ECANCELED)
-        TLOG_ERRNO("store", j->rc, "event=compaction_failed log=%s segments=%d done=%d",
-                   log_name(log), j->nsegs, j->done);
-    else if (j->rc == 0)
-        TLOG_INFO("store",
-                  "event=compaction log=%s segments=%d dirty=%d keys=%" PRIu64
-                  " rewritten=%d removed_records=%" PRIu64 " bytes_before=%" PRIu64
-                  " bytes_after=%" PRIu64 " cleaned_end=%" PRId64 " ms=%" PRId64,
-                  log_name(log), j->nsegs, j->nsegs - j->dirty_from, j->keys, rewritten, removed,
-                  before, after, log->cleaned_end,
-                  (int64_t)((clock_mono_ns() - j->started_ns) / 1000000));
-}
-
-/* Swaps the pass's results in (loop thread). Returns the pass's result. */
-static int cjob_complete(struct compact_job *j)
-{
-    struct log *log = j->log;
-    uint64_t before = 0, after = 0, removed = 0;
-    int rewritten = 0;
-    int64_t range_end = j->nsegs > 0 ? j->segs[j->nsegs - 1]->next_offset : 0;
-    log->cjob = NULL;
-    for (int i = 0; i < j->nsegs; i++) {
-        struct seg *s = j->segs[i];
-        if (i < j->done) {
-            before += s->size;
-            after += j->stats[i].bytes_after;
-            removed += j->stats[i].records_removed;
-        }
-        if (j->fresh[i]) {
-            seg_swap(log, s, j->fresh[i]);
-            s = j->fresh[i];
-            rewritten++;
-        }
-        if (i < j->done) {
-            if (s->clean_ms == 0)
-                s->clean_ms = j->now_ms;
-            s->tombstones = j->stats[i].tombstones_kept;
-        }
-        seg_unref(j->segs[i]);
-    }
-    if (j->rc == 0 && j->nsegs > 0)
-        log->cleaned_end = range_end;
-    log->cstats.passes += j->rc == 0;
-    log->cstats.segments_rewritten += (uint64_t)rewritten;
-    log->cstats.records_removed += removed;
-    log->cstats.bytes_removed += before > after ? before - after : 0;
-    log->cstats.last_error = j->rc;
-    cjob_log(log, j, before, after, removed, rewritten);
-    int rc = j->rc;
-    if (rc < 0 && j->fatal)
-        log_fail(log, rc, "compaction");
-    free(j->segs);
-    free(j->fresh);
-    free(j->drop_tombs);
-    free(j->stats);
-    free(j);
-    if (log->closing) {
-        if (!log->job)
-            log_finish_close(log);
-        return rc;
-    }
-    if (!log->err)
-        drop_below_start(log); /* deletions that waited for the pass */
-    return rc;
-}
-
-static void cjob_cancel(struct compact_job *j)
-{
-    atomic_store(&j->cancel, true);
-}
-
-static void cjob_work_cb(uv_work_t *req)
-{
-    cjob_run(req->data);
-}
-
-static void cjob_after_cb(uv_work_t *req, int status)
-{
-    struct compact_job *j = req->data;
-    if (status < 0 && j->rc == 0)
-        j->rc = status;
-    cjob_complete(j);
-}
-
-int log_compact(struct log *log, int64_t now_ms, bool force)
-{
-    if (log->err)
-        return log->err;
-    if (log->closing)
-        return TERN_ECLOSED;
-    if (!log->cfg.compact)
-        return 0;
-    if (log->cjob)
-        return -EBUSY;
-    struct compact_plan p;
-    compact_plan(log, now_ms, &p);
-    bool due = p.dirty_bytes > 0 && 2 * p.dirty_bytes >= p.bytes;
-    if (p.n == 0 || !(force || due || p.tombstones_due))
-        return 0;
-    struct compact_job *j = cjob_prepare(log, &p, now_ms);
-    log->cjob = j;
-    j->req.data = j;
-    if (!log->loop) {
-        cjob_run(j);
-        int rc = cjob_complete(j);
-        return rc < 0 ? rc : 1;
-    }
-    int rc = uv_queue_work(log->loop, &j->req, cjob_work_cb, cjob_after_cb);
-    if (rc < 0) {
-        j->rc = rc;
-        cjob_complete(j);
-        return rc;
-    }
-    return 1;
-}
-
-bool log_compacting(const struct log *log)
-{
-    return log->cjob != NULL;
-}
-
-void log_compact_stats(const struct log *log, struct log_compact_stats *out)
-{
-    *out = log->cstats;
-    out->cleaned_end = log->cleaned_end;
 }
 
 /* ---- accessors ------------------------------------------------------------------------- */
