@@ -815,7 +815,7 @@ void log_finish_close(struct log *log)
         log->force_ckpt = true;
         log_sync(log);
     }
-    if (!log->err && !log->discard) {
+    if (!log->err && !log->discard) { /* log_sync may have failed the log */
         char *p = file_join(log->dir, CLEAN_MARKER);
         int fd = file_open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         free(p);

@@ -132,11 +132,7 @@ static void remove_log_dir(void *arg)
     }
     if (rmdir(dir) < 0)
         TLOG_WARN("store", "event=log_delete_incomplete dir=%s errno=%d", dir, errno);
-    char *slash = strrchr(dir, '/');
-    if (slash) {
-        *slash = '\0';
-        file_sync_dir(dir);
-    }
+    file_sync_parent(dir);
     free(dir);
 }
 
@@ -436,13 +432,10 @@ int store_log_delete(struct store *st, const char *name)
             st->held[st->nheld++] = d->held;
         } else {
             /* renamed away at once: the name is free for a new log right now */
-            char seq[32];
-            snprintf(seq, sizeof(seq), "%" PRIu64 ".", st->trash_seq++);
-            size_t n = strlen(STORE_TRASH_PREFIX) + strlen(seq) + strlen(name) + 1;
-            char *trash_name = tern_xmalloc(n);
-            snprintf(trash_name, n, "%s%s%s", STORE_TRASH_PREFIX, seq, name);
-            char *trash = file_join(st->logs_dir, trash_name);
-            free(trash_name);
+            size_t n = strlen(st->logs_dir) + strlen(STORE_TRASH_PREFIX) + 22 + strlen(name) + 2;
+            char *trash = tern_xmalloc(n);
+            snprintf(trash, n, "%s/%s%" PRIu64 ".%s", st->logs_dir, STORE_TRASH_PREFIX,
+                     st->trash_seq++, name);
             int rc = file_rename(d->dir, trash);
             if (rc == 0) {
                 free(d->dir);
