@@ -462,6 +462,7 @@ static void segs_push(struct log *log, struct seg *s)
         log->capsegs = log->capsegs ? log->capsegs * 2 : 8;
         log->segs = tern_xrealloc(log->segs, (size_t)log->capsegs * sizeof(*log->segs));
     }
+    s->loop = log->loop;
     log->segs[log->nsegs++] = s;
 }
 

@@ -152,7 +152,9 @@ static void seg_swap(struct log *log, struct seg *old, struct seg *fresh)
     fresh->synced_size = fresh->size;
     fresh->created_ms = old->created_ms;
     fresh->clean_ms = old->clean_ms;
+    fresh->loop = log->loop;
     log->segs[k] = fresh;
+    old->removed = true; /* renamed over: its last close frees the old copy's page cache */
     seg_unref(old);
 }
 

@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #define SEG_PROGRESS_BYTES (64u << 20)
 #define SEG_SCAN_CHUNK (256u << 10)
@@ -58,8 +59,45 @@ static struct seg *seg_alloc(const char *dir, int64_t base, uint32_t interval, c
     return s;
 }
 
+/* The descriptors of a removed segment, closed on the pool. */
+struct closing {
+    uv_work_t req;
+    int fds[3];
+};
+
+static void closing_work(uv_work_t *req)
+{
+    struct closing *c = req->data;
+    for (int i = 0; i < 3; i++)
+        if (c->fds[i] >= 0)
+            file_close(c->fds[i]);
+}
+
+static void closing_done(uv_work_t *req, int status)
+{
+    (void)status;
+    free(req->data);
+}
+
+/* Hands the descriptors of a removed segment to the pool; returns false to close them here. */
+static bool close_on_pool(struct seg *s)
+{
+    if (!s->removed || !s->loop || (s->fd < 0 && s->ifd < 0 && s->tfd < 0))
+        return false;
+    struct closing *c = tern_xmalloc(sizeof(*c));
+    *c = (struct closing){.fds = {s->fd, s->ifd, s->tfd}};
+    c->req.data = c;
+    if (uv_queue_work(s->loop, &c->req, closing_work, closing_done) < 0) {
+        free(c);
+        return false;
+    }
+    s->fd = s->ifd = s->tfd = -1;
+    return true;
+}
+
 static void seg_free(struct seg *s)
 {
+    close_on_pool(s);
     if (s->fd >= 0)
         file_close(s->fd);
     if (s->ifd >= 0)
@@ -698,6 +736,7 @@ int seg_remove(struct seg *s)
 {
     static const char *const exts[] = {".log", ".index", ".timeindex"};
     int rc = 0;
+    s->removed = true;
     for (unsigned i = 0; i < TERN_ARRAY_LEN(exts); i++) {
         int r = unlink_ext(s, exts[i]);
         if (r < 0 && rc == 0)

@@ -42,7 +42,7 @@ static const enum faultfs_op ops[] = {
     FAULTFS_OP_FSYNC_DIR, FAULTFS_OP_RENAME, FAULTFS_OP_UNLINK,
 };
 static const char *const op_names[] = {"open",      "pwrite", "fdatasync", "truncate",
-                                       "fsync_dir", "rename", "unlink"};
+                                       "fsync_dir", "rename", "unlink",    "close"};
 
 static struct tu_logfx *fx_new(void)
 {

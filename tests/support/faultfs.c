@@ -297,6 +297,8 @@ static int ff_open(const char *path, int flags, int mode)
 static int ff_close(int fd)
 {
     pthread_mutex_lock(&mu);
+    calls[FAULTFS_OP_CLOSE]++;
+    thread_calls[FAULTFS_OP_CLOSE]++;
     int rc = ff_close_locked(fd);
     pthread_mutex_unlock(&mu);
     return rc;

@@ -33,6 +33,7 @@ enum faultfs_op {
     FAULTFS_OP_FSYNC_DIR,
     FAULTFS_OP_RENAME,
     FAULTFS_OP_UNLINK,
+    FAULTFS_OP_CLOSE, /* counted only: never failed or crashed at */
     FAULTFS_OP_COUNT,
 };
 
