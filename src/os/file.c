@@ -172,6 +172,11 @@ int file_mkdir_nosync(const char *path)
     return 1;
 }
 
+int file_drop_cache(int fd, off_t off, off_t len)
+{
+    return -posix_fadvise(fd, off, len, POSIX_FADV_DONTNEED);
+}
+
 int file_sync_parent(const char *path)
 {
     char *parent = tern_xstrdup(path);

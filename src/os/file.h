@@ -49,6 +49,9 @@ int file_unlink(const char *path);
 int file_sync_dir(const char *path);
 /* Creates directory path (0 if it exists) and fsyncs its parent so the entry is durable. */
 int file_mkdir(const char *path);
+/* Asks the kernel to drop [off, off + len) of fd's file from the page cache (clean pages go
+ * at once; partial pages at the ends stay). Advisory: returns 0 or -errno. */
+int file_drop_cache(int fd, off_t off, off_t len);
 /* fsyncs the directory that holds path. */
 int file_sync_parent(const char *path);
 /* Creates directory path without fsyncing its parent: returns 1 when it created it, 0 when it

@@ -154,6 +154,15 @@ static int set_segment_bytes(struct config *cfg, const char *value, const char *
     return 0;
 }
 
+static int set_log_cache_bytes(struct config *cfg, const char *value, const char **why)
+{
+    if (parse_u64(value, 0, UINT64_MAX, &cfg->log_cache_bytes) < 0) {
+        *why = "expected a number of bytes (0: keep everything)";
+        return -EINVAL;
+    }
+    return 0;
+}
+
 static int set_checkpoint_interval_ms(struct config *cfg, const char *value, const char **why)
 {
     uint64_t ms;
@@ -358,6 +367,10 @@ static const struct config_option config_options[] = {
     {"group-commit-ms", CONFIG_KIND_VALUE, "N",
      "fsync always: least time between two small fsyncs of one log (0: back to back)",
      CONFIG_STR(CONFIG_DEFAULT_GROUP_COMMIT_MS), set_group_commit_ms},
+    {"log-cache-bytes", CONFIG_KIND_VALUE, "N",
+     "page cache kept for the newest bytes of each log; older bytes are dropped from it once "
+     "fsynced (0: keep everything)",
+     "1073741824", set_log_cache_bytes},
     {"log-cleaner-interval-ms", CONFIG_KIND_VALUE, "N",
      "how often compacted topics are checked for a compaction pass", "15000",
      set_log_cleaner_interval_ms},
@@ -433,6 +446,7 @@ void config_init(struct config *cfg)
     cfg->segment_bytes = CONFIG_DEFAULT_SEGMENT_BYTES;
     cfg->checkpoint_interval_ms = CONFIG_DEFAULT_CHECKPOINT_INTERVAL_MS;
     cfg->group_commit_ms = CONFIG_DEFAULT_GROUP_COMMIT_MS;
+    cfg->log_cache_bytes = CONFIG_DEFAULT_LOG_CACHE_BYTES;
     cfg->log_cleaner_interval_ms = CONFIG_DEFAULT_LOG_CLEANER_INTERVAL_MS;
     cfg->default_user = tern_xstrdup("guest");
     cfg->default_pass = tern_xstrdup("guest");
@@ -712,6 +726,7 @@ void config_to_store(const struct config *cfg, struct store_config *out)
     out->log.segment_bytes = cfg->segment_bytes;
     out->log.checkpoint_interval_ms = cfg->checkpoint_interval_ms;
     out->log.sync_gap_ms = cfg->group_commit_ms;
+    out->log.cache_bytes = cfg->log_cache_bytes;
     out->cleaner_interval_ms = cfg->log_cleaner_interval_ms;
     /* a queue stores one message per record: its batches must hold the largest message */
     if (out->log.max_batch_bytes < cfg->max_message_size + 65536)

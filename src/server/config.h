@@ -33,6 +33,7 @@
 #define CONFIG_MAX_SEGMENT_BYTES_TEXT "4294967295"
 #define CONFIG_DEFAULT_CHECKPOINT_INTERVAL_MS 1000U
 #define CONFIG_DEFAULT_GROUP_COMMIT_MS 2
+#define CONFIG_DEFAULT_LOG_CACHE_BYTES 1073741824ULL
 #define CONFIG_DEFAULT_LOG_CLEANER_INTERVAL_MS 15000U
 #define CONFIG_DEFAULT_HEARTBEAT_S 60
 #define CONFIG_DEFAULT_FRAME_MAX 131072
@@ -54,6 +55,7 @@ struct config {
     uint64_t segment_bytes;
     uint32_t checkpoint_interval_ms;
     uint32_t group_commit_ms;         /* least ms between two fsyncs of one log (fsync always) */
+    uint64_t log_cache_bytes;         /* page cache kept per log; older fsynced bytes dropped */
     uint32_t log_cleaner_interval_ms; /* how often compacted logs are checked for a pass */
     /* AMQP 0-9-1 (defaults are RabbitMQ's) */
     char *default_user;             /* owned; "guest" */

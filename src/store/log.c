@@ -71,9 +71,12 @@ struct waiter {
 struct sync_job {
     uv_work_t req;
     struct log *log;
-    struct seg **segs; /* referenced segments with unsynced data or index */
+    struct seg **segs; /* referenced segments with unsynced data or index, or cache to drop */
     uint64_t *sizes;
     bool *seal;
+    bool *sync;          /* fsync it (otherwise it is here only for the cache drop) */
+    uint64_t *drop_from; /* then drop [drop_from, drop_to) from the page cache */
+    uint64_t *drop_to;
     int nsegs;
     int64_t target; /* durable end once the job succeeds */
     bool write_ckpt;
@@ -100,6 +103,7 @@ void log_config_default(struct log_config *cfg)
         .delete_retention_ms = 86400000,
         .min_compaction_lag_ms = 0,
         .sync_gap_bytes = 16u << 10,
+        .cache_bytes = 1ull << 30,
     };
 }
 
@@ -211,8 +215,28 @@ void log_fail(struct log *log, int err, const char *what)
 
 /* ---- group commit ---------------------------------------------------------------------- */
 
+/* The kernel drops only whole folios, and a file written in large appends sits in folios of up
+ * to 2 MiB: a drop starts this far before where the last one ended, so that a folio it cut
+ * through goes now. A segment wholly outside the window is dropped to its end (DROP_ALL). */
+#define DROP_REWIND (2u << 20)
+#define DROP_ALL UINT64_MAX
+
+/* Where the page cache of s may end, given `after` bytes of the log after it: below the newest
+ * cache_bytes of the log, rounded down to a page (0: nothing to drop). */
+static uint64_t drop_target(const struct log *log, const struct seg *s, uint64_t after)
+{
+    uint64_t keep = log->cfg.cache_bytes;
+    if (keep == 0)
+        return 0;
+    if (after >= keep)
+        return DROP_ALL;
+    uint64_t here = keep - after; /* of the window, what falls in s */
+    return s->size > here ? (s->size - here) & ~(uint64_t)4095 : 0;
+}
+
 /* A job fsyncs every segment with unsynced data (data) or none (a job for the directory and
- * the checkpoint only: it claims nothing new as durable). */
+ * the checkpoint only: it claims nothing new as durable). A data job also drops from the page
+ * cache the bytes that fell out of the log's newest cache_bytes (they are fsynced first). */
 static struct sync_job *job_prepare(struct log *log, int64_t now_ms, bool data)
 {
     struct sync_job *j = tern_xcalloc(1, sizeof(*j));
@@ -224,14 +248,27 @@ static struct sync_job *job_prepare(struct log *log, int64_t now_ms, bool data)
     j->segs = tern_xcalloc((size_t)log->nsegs, sizeof(*j->segs));
     j->sizes = tern_xcalloc((size_t)log->nsegs, sizeof(*j->sizes));
     j->seal = tern_xcalloc((size_t)log->nsegs, sizeof(*j->seal));
+    j->sync = tern_xcalloc((size_t)log->nsegs, sizeof(*j->sync));
+    j->drop_from = tern_xcalloc((size_t)log->nsegs, sizeof(*j->drop_from));
+    j->drop_to = tern_xcalloc((size_t)log->nsegs, sizeof(*j->drop_to));
+    uint64_t after = data ? log_size_bytes(log) : 0; /* bytes after the segment at hand */
     for (int i = 0; data && i < log->nsegs; i++) {
         struct seg *s = log->segs[i];
         bool sealed = i < log->nsegs - 1;
-        if (s->synced_size < s->size || (sealed && s->index_dirty)) {
+        after -= s->size;
+        bool sync = s->synced_size < s->size || (sealed && s->index_dirty);
+        uint64_t drop = drop_target(log, s, after);
+        if (sync || drop > s->uncached) {
             seg_ref(s);
             j->segs[j->nsegs] = s;
             j->sizes[j->nsegs] = s->size;
-            j->seal[j->nsegs++] = sealed;
+            j->seal[j->nsegs] = sealed;
+            j->sync[j->nsegs] = sync;
+            if (drop > s->uncached) {
+                j->drop_from[j->nsegs] = s->uncached & ~(uint64_t)(DROP_REWIND - 1);
+                j->drop_to[j->nsegs] = drop;
+            }
+            j->nsegs++;
         }
     }
     if (log->force_ckpt || now_ms - log->ckpt_ms >= (int64_t)log->cfg.checkpoint_interval_ms ||
@@ -253,12 +290,20 @@ static void job_run(struct sync_job *j)
     if (j->sync_dir && j->rc == 0)
         j->rc = file_sync_dir(j->log->dir);
     for (int i = 0; i < j->nsegs && j->rc == 0; i++) {
+        if (!j->sync[i])
+            continue;
         j->rc = file_datasync(j->segs[i]->fd);
         if (j->rc == 0 && j->seal[i])
             j->rc = seg_sync_index(j->segs[i]);
     }
     if (j->rc == 0 && j->write_ckpt)
         j->rc = ckpt_write(j->ckpt_fd, &j->ckpt);
+    /* the dropped pages are clean now; advisory, so a failure costs only memory */
+    for (int i = 0; i < j->nsegs && j->rc == 0; i++)
+        if (j->drop_to[i] > j->drop_from[i] && j->drop_from[i] < j->sizes[i])
+            file_drop_cache(j->segs[i]->fd, (off_t)j->drop_from[i],
+                            j->drop_to[i] == DROP_ALL ? 0 /* to the end of the file */
+                                                      : (off_t)(j->drop_to[i] - j->drop_from[i]));
 }
 
 static void job_submit(struct log *log);
@@ -274,12 +319,17 @@ static void job_complete(struct sync_job *j)
                 j->segs[i]->synced_size = j->sizes[i];
             if (j->seal[i])
                 j->segs[i]->index_dirty = false;
+            if (j->segs[i]->uncached < j->drop_to[i])
+                j->segs[i]->uncached = j->drop_to[i];
         }
         seg_unref(j->segs[i]);
     }
     free(j->segs);
     free(j->sizes);
     free(j->seal);
+    free(j->sync);
+    free(j->drop_from);
+    free(j->drop_to);
     if (log->discard) {
         /* being deleted: its files may already be renamed away, and nobody needs them durable;
          * log_finish_close answers the waiters */

@@ -46,6 +46,9 @@ struct log_config {
                                         up to this much added confirm latency */
     uint32_t sync_gap_bytes;         /* ...unless this many bytes were appended since the last
                                         fsync started: then it starts at once */
+    uint64_t cache_bytes;            /* page cache kept for the newest bytes of the log: older
+                                        bytes are dropped from it once fsynced, by the fsync
+                                        job (0: keep everything; see log.c) */
     bool compact;                    /* keep only the latest record of each key (log_compact) */
     int64_t delete_retention_ms;     /* how long a compacted tombstone stays readable */
     int64_t min_compaction_lag_ms;   /* records younger than this are not compacted */
@@ -53,7 +56,7 @@ struct log_config {
 
 /* Defaults: 1 GiB / 7 day segments, 4 KiB index interval, 8 MiB max batch, fsync ALWAYS,
  * checkpoint every 1000 ms, unlimited retention, no compaction (tombstones kept 1 day after
- * compaction, no compaction lag). */
+ * compaction, no compaction lag), the newest 1 GiB kept in the page cache. */
 void log_config_default(struct log_config *cfg);
 
 struct log;

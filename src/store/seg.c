@@ -489,6 +489,8 @@ int seg_truncate(struct seg *s, uint64_t pos, int64_t next_offset)
     s->size = pos;
     if (s->synced_size > pos)
         s->synced_size = pos;
+    if (s->uncached > pos)
+        s->uncached = pos;
     while (s->nidx && s->idx[s->nidx - 1].pos >= pos)
         s->nidx--;
     while (s->ntidx && s->tidx[s->ntidx - 1].rel >= (uint64_t)(next_offset - s->base))

@@ -38,6 +38,8 @@ struct seg {
     int fd, ifd, tfd;       /* data, offset index, time index */
     uint64_t size;          /* bytes of whole batches in the data file */
     uint64_t synced_size;   /* bytes an fsync has covered (kept by the log) */
+    uint64_t uncached;      /* bytes from the start dropped from the page cache, UINT64_MAX
+                               for all of it (kept by the log) */
     int64_t next_offset;    /* offset after the last batch (base when empty) */
     int64_t max_ts;         /* largest batch maxTimestamp, -1 when empty */
     int64_t created_ms;     /* for age-based rolling */

@@ -67,6 +67,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.log_level, TLOG_LEVEL_INFO);
     assert_int_equal(cfg.segment_bytes, 1073741824ULL);
     assert_int_equal(cfg.checkpoint_interval_ms, 1000);
+    assert_true(cfg.log_cache_bytes == 1073741824ULL);
     assert_false(cfg.sendfile);
     config_fini(&cfg);
     assert_int_equal(PARSE(&cfg, &action, err, "--sendfile", "true"), 0);
@@ -112,6 +113,10 @@ static void check_all_set(const struct config *cfg)
     assert_int_equal(cfg->log_level, TLOG_LEVEL_DEBUG);
     assert_int_equal(cfg->segment_bytes, 4096);
     assert_int_equal(cfg->checkpoint_interval_ms, 5);
+    assert_true(cfg->log_cache_bytes == 0);
+    struct store_config sc;
+    config_to_store(cfg, &sc);
+    assert_true(sc.log.cache_bytes == 0);
 }
 
 static void test_every_option_separate_value(void **state)
@@ -120,10 +125,10 @@ static void test_every_option_separate_value(void **state)
     struct config cfg;
     enum config_action action;
     char err[512];
-    int rc =
-        PARSE(&cfg, &action, err, "--data-dir", "/var/lib/tern", "--bind", "::1", "--amqp-port",
-              "1", "--kafka-port", "0", "--http-port", "65535", "--fsync", "interval:250",
-              "--log-level", "debug", "--segment-bytes", "4096", "--checkpoint-interval-ms", "5");
+    int rc = PARSE(&cfg, &action, err, "--data-dir", "/var/lib/tern", "--bind", "::1",
+                   "--amqp-port", "1", "--kafka-port", "0", "--http-port", "65535", "--fsync",
+                   "interval:250", "--log-level", "debug", "--segment-bytes", "4096",
+                   "--checkpoint-interval-ms", "5", "--log-cache-bytes", "0");
     assert_int_equal(rc, 0);
     assert_int_equal(action, CONFIG_ACTION_RUN);
     check_all_set(&cfg);
@@ -136,9 +141,10 @@ static void test_every_option_equals_form(void **state)
     struct config cfg;
     enum config_action action;
     char err[512];
-    int rc = PARSE(&cfg, &action, err, "--data-dir=/var/lib/tern", "--bind=::1", "--amqp-port=1",
-                   "--kafka-port=0", "--http-port=65535", "--fsync=interval:250",
-                   "--log-level=debug", "--segment-bytes=4096", "--checkpoint-interval-ms=5");
+    int rc =
+        PARSE(&cfg, &action, err, "--data-dir=/var/lib/tern", "--bind=::1", "--amqp-port=1",
+              "--kafka-port=0", "--http-port=65535", "--fsync=interval:250", "--log-level=debug",
+              "--segment-bytes=4096", "--checkpoint-interval-ms=5", "--log-cache-bytes=0");
     assert_int_equal(rc, 0);
     check_all_set(&cfg);
     config_fini(&cfg);
@@ -159,7 +165,8 @@ static void test_every_option_from_file(void **state)
                "fsync = interval:250\n"
                "log-level = debug\n"
                "segment-bytes = 4096\n"
-               "checkpoint-interval-ms = 5");
+               "checkpoint-interval-ms = 5\n"
+               "log-cache-bytes = 0");
     struct config cfg;
     enum config_action action;
     char err[512];
@@ -316,6 +323,9 @@ static const struct bad_case bad_cases[] = {
     {"checkpoint-interval-ms", "0"},
     {"checkpoint-interval-ms", "4294967296"},
     {"checkpoint-interval-ms", "1.5"},
+    {"log-cache-bytes", "-1"},
+    {"log-cache-bytes", "1G"},
+    {"log-cache-bytes", ""},
 };
 
 static void test_bad_values_on_command_line(void **state)

@@ -8,6 +8,11 @@
 #include <string.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include <dirent.h>
+#include <linux/magic.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 
 #include <cmocka.h>
 
@@ -49,10 +54,10 @@ static void reopen(struct tu_logfx *f)
     open_log(f);
 }
 
-/* Appends n batches of k records ("b<i>-<j>") with timestamps NOW + i. */
-static void fill(struct tu_logfx *f, int n, int k, size_t vsize)
+/* Appends batches first..first+n-1 of k records ("b<i>-<j>") with timestamps NOW + i. */
+static void fill_at(struct tu_logfx *f, int first, int n, int k, size_t vsize)
 {
-    for (int i = 0; i < n; i++) {
+    for (int i = first; i < first + n; i++) {
         char tag[32];
         snprintf(tag, sizeof(tag), "b%d", i);
         size_t len;
@@ -63,6 +68,12 @@ static void fill(struct tu_logfx *f, int n, int k, size_t vsize)
         assert_true(info.base_offset == end && info.last_offset == end + k - 1);
         free(b);
     }
+}
+
+/* Appends n batches of k records ("b<i>-<j>") with timestamps NOW + i. */
+static void fill(struct tu_logfx *f, int n, int k, size_t vsize)
+{
+    fill_at(f, 0, n, k, vsize);
 }
 
 static void check_records(struct tu_logfx *f, int64_t from, int n_batches, int k)
@@ -358,6 +369,134 @@ static void test_long_recovery_logs_progress(void **state)
     assert_int_equal(progress, 1);
 }
 
+/* Pages of [from, to) of the file at path that are in the page cache, and how many pages
+ * that range has. */
+static int resident_pages(const char *path, uint64_t from, uint64_t to, int *pages)
+{
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    size_t size = (size_t)st.st_size, page = 4096, n = (size + page - 1) / page;
+    void *m = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+    assert_true(m != MAP_FAILED);
+    unsigned char *vec = malloc(n);
+    assert_int_equal(mincore(m, size, vec), 0);
+    int in = 0;
+    *pages = 0;
+    for (size_t i = from / page; i < n && i * page < to; i++) {
+        (*pages)++;
+        in += vec[i] & 1;
+    }
+    free(vec);
+    munmap(m, size);
+    close(fd);
+    return in;
+}
+
+/* The data files of the fixture's log, oldest first, with their sizes. */
+static int segment_files(struct tu_logfx *f, char paths[][4200], uint64_t *sizes, int max)
+{
+    int n = 0;
+    DIR *d = opendir(f->logdir);
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len != 24 || strcmp(e->d_name + 20, ".log") != 0)
+            continue;
+        assert_true(n < max);
+        snprintf(paths[n], 4200, "%s/%s", f->logdir, e->d_name);
+        n++;
+    }
+    closedir(d);
+    qsort(paths, (size_t)n, 4200, (int (*)(const void *, const void *))strcmp);
+    for (int i = 0; i < n; i++)
+        sizes[i] = (uint64_t)tu_file_size(paths[i]);
+    return n;
+}
+
+/* A filesystem whose page cache can be dropped: tmpfs pages cannot, so then the working
+ * directory (the build tree) holds the log. */
+static void use_disk_dir(struct tu_logfx *f)
+{
+    struct statfs sf;
+    assert_int_equal(statfs(f->dir, &sf), 0);
+    if (sf.f_type != TMPFS_MAGIC)
+        return;
+    tu_rmrf(f->dir);
+    free(f->dir);
+    char tmpl[] = "./tern-test-XXXXXX";
+    assert_non_null(mkdtemp(tmpl));
+    f->dir = tern_xstrdup(tmpl);
+    snprintf(f->logdir, sizeof(f->logdir), "%s/l", f->dir);
+    assert_int_equal(statfs(f->dir, &sf), 0);
+    if (sf.f_type == TMPFS_MAGIC)
+        fail_msg("the page cache test needs a disk filesystem, and /tmp and . are tmpfs");
+}
+
+/* Once fsynced, the segments wholly older than the newest cache_bytes of the log leave the page
+ * cache, including the tail of a segment an earlier fsync covered (dropped by a later job),
+ * and the newest cache_bytes stay; the data reads back the same. With cache_bytes 0 everything
+ * stays cached (so this filesystem would show a missing drop). */
+static void test_cache_window(void **state)
+{
+    struct tu_logfx *f = *state;
+    use_disk_dir(f);
+    const uint64_t window = 64 << 10;
+    for (int pass = 0; pass < 2; pass++) {
+        f->cfg.segment_bytes = 256 << 10;
+        f->cfg.cache_bytes = pass == 0 ? window : 0;
+        open_log(f);
+        /* ~287 KiB: the first segment is sealed and fsynced with its last ~30 KiB inside the
+         * window; the second fill pushes them out, and only a later job can drop them */
+        fill(f, 70, 4, 1000);
+        assert_int_equal(log_sync(f->log), 0);
+        fill_at(f, 70, 130, 4, 1000);
+        assert_int_equal(log_sync(f->log), 0);
+        char paths[16][4200];
+        uint64_t sizes[16];
+        int n = segment_files(f, paths, sizes, 16);
+        assert_true(n >= 3);
+        uint64_t total = 0;
+        for (int i = 0; i < n; i++)
+            total += sizes[i];
+        assert_true(total == log_size_bytes(f->log));
+        /* log position where the window starts, and of each file's first byte */
+        uint64_t keep_from = total - window, at = 0;
+        int dropped_in = 0, dropped_pages = 0, kept_in = 0, kept_pages = 0;
+        for (int i = 0; i < n; i++) {
+            uint64_t end = at + sizes[i];
+            int pages;
+            if (end <= keep_from) { /* wholly below the window (the kernel drops whole
+                                       folios: the one holding the window's start may stay) */
+                dropped_in += resident_pages(paths[i], 0, sizes[i], &pages);
+                dropped_pages += pages;
+            }
+            if (end > keep_from) { /* whole pages inside it */
+                uint64_t from = keep_from > at ? keep_from - at : 0;
+                kept_in +=
+                    resident_pages(paths[i], (from + 4095) & ~(uint64_t)4095, sizes[i], &pages);
+                kept_pages += pages;
+            }
+            at = end;
+        }
+        assert_true(dropped_pages > 100 && kept_pages >= 15);
+        if (pass == 0) {
+            if (dropped_in != 0)
+                fail_msg("%d of %d pages below the window are still cached", dropped_in,
+                         dropped_pages);
+        } else {
+            assert_int_equal(dropped_in, dropped_pages);
+        }
+        assert_int_equal(kept_in, kept_pages);
+        check_records(f, 0, 200, 4);
+        log_close(f->log, NULL, NULL);
+        f->log = NULL;
+        tu_rmrf(f->logdir);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -374,6 +513,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_truncate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rejects_bad_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_recovery_logs_progress, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_window, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
