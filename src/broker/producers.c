@@ -354,13 +354,11 @@ fail:
 #define SNAPSHOT_TMP PRODUCERS_SNAPSHOT ".tmp"
 #define SNAPSHOT_MAX (256u << 20) /* a bigger file is not a snapshot tern wrote */
 
-int producers_save_file(const struct producers *t, int64_t next_offset, const char *dir)
+int producers_write_file(const void *data, size_t len, const char *dir, const char *tmp_name)
 {
-    char *path = file_join(dir, PRODUCERS_SNAPSHOT), *tmp = file_join(dir, SNAPSHOT_TMP);
-    struct buf b = BUF_INIT;
-    producers_save(t, next_offset, &b);
+    char *path = file_join(dir, PRODUCERS_SNAPSHOT), *tmp = file_join(dir, tmp_name);
     int fd = file_open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
-    int rc = fd < 0 ? fd : file_pwrite_all(fd, b.p, b.len, 0);
+    int rc = fd < 0 ? fd : file_pwrite_all(fd, data, len, 0);
     if (rc == 0)
         rc = file_datasync(fd);
     if (fd >= 0)
@@ -369,9 +367,17 @@ int producers_save_file(const struct producers *t, int64_t next_offset, const ch
         rc = file_rename(tmp, path);
     if (rc == 0)
         rc = file_sync_dir(dir);
-    buf_fini(&b);
     free(tmp);
     free(path);
+    return rc;
+}
+
+int producers_save_file(const struct producers *t, int64_t next_offset, const char *dir)
+{
+    struct buf b = BUF_INIT;
+    producers_save(t, next_offset, &b);
+    int rc = producers_write_file(b.p, b.len, dir, SNAPSHOT_TMP);
+    buf_fini(&b);
     return rc;
 }
 
@@ -399,8 +405,8 @@ int producers_load_file(const char *dir, struct producers **out, int64_t *next_o
 int producers_remove_file(const char *dir)
 {
     int rc = 0;
-    const char *names[] = {PRODUCERS_SNAPSHOT, SNAPSHOT_TMP};
-    for (size_t i = 0; i < 2; i++) {
+    const char *names[] = {PRODUCERS_SNAPSHOT, SNAPSHOT_TMP, PRODUCERS_SNAPSHOT_BG_TMP};
+    for (size_t i = 0; i < TERN_ARRAY_LEN(names); i++) {
         char *path = file_join(dir, names[i]);
         int r = file_unlink(path);
         free(path);

@@ -141,10 +141,15 @@ int producers_load(const void *data, size_t len, struct producers **out, int64_t
  */
 #define PRODUCERS_SNAPSHOT "producers.snapshot"
 int producers_save_file(const struct producers *t, int64_t next_offset, const char *dir);
+/* Writes data (a producers_save result) as dir's snapshot the same way, through the temporary
+ * tmp_name: a writer on the thread pool uses its own, so that it never shares a temporary with
+ * producers_save_file on the loop. */
+#define PRODUCERS_SNAPSHOT_BG_TMP PRODUCERS_SNAPSHOT ".bg.tmp"
+int producers_write_file(const void *data, size_t len, const char *dir, const char *tmp_name);
 /* Loads dir's snapshot as producers_load does. Returns 0, -ENOENT when there is none, -errno,
  * TERN_ECORRUPT or TERN_ENOTSUP; on failure *out is unchanged. */
 int producers_load_file(const char *dir, struct producers **out, int64_t *next_offset);
-/* Removes dir's snapshot (and a leftover temporary); 0 when there was none. */
+/* Removes dir's snapshot (and leftover temporaries); 0 when there was none. */
 int producers_remove_file(const char *dir);
 
 #endif

@@ -5,12 +5,16 @@
  *   - every topic in memory has its catalog record (written before the topic is visible) and
  *     one open log per partition, "<prefix>.<index>";
  *   - a partition's producer table holds the idempotence state of every batch in its log: it is
- *     loaded at open from the snapshot a clean shutdown left (stream_mgr_snapshot), or rebuilt
- *     by replaying the batch headers from the log start, then kept by stream_append;
- *   - a producer snapshot ("producers.snapshot" in the partition's log directory) is used only
- *     when the log was closed cleanly and ends exactly at the offset the snapshot names: then
- *     no batch was added or lost since it was written, and the snapshot is the replay's result.
- *     Anything else (a crash, a truncation, a bad CRC) replays the whole log, as before.
+ *     loaded at open from the partition's snapshot and the batches after the offset it names,
+ *     or rebuilt by replaying the batch headers from the log start, then kept by stream_append;
+ *   - a producer snapshot ("producers.snapshot" in the partition's log directory) is the
+ *     replay's result for every offset below the one it names (next), so it is used whenever
+ *     next <= the log end: a snapshot is written only once the log is durable up to next (a
+ *     clean shutdown; or, each time about a segment's worth of bytes was appended, a pool job
+ *     that waits for that), and recovery only ever cuts a tail, so the batches below next are
+ *     the ones it summarised. A snapshot naming more than the log holds (a tail lost in a crash
+ *     with --fsync never) is deleted at open, before anything is appended. A bad one (CRC)
+ *     replays the whole log;
  *   - configs holds only explicitly set values; cfg is derived from it and the defaults.
  */
 #include "broker/stream.h"
@@ -36,6 +40,7 @@
 #define TOPIC_NAME_MAX 249
 #define PREFIX_LEN 18 /* "k." + 16 hex digits */
 #define REPLAY_CHUNK (1u << 20)
+#define SNAPSHOT_MIN_BYTES (64u << 10) /* appended between background snapshots at least */
 
 /* A topic's effective configuration. */
 struct topic_cfg {
@@ -50,8 +55,10 @@ struct stream_part {
     int32_t index;
     struct log *log;
     struct producers *prod;
-    int64_t snap_next; /* the log end named by the snapshot on disk, which equals prod; or -1 */
-    bool prod_partial; /* the replay failed: prod is incomplete and never saved */
+    int64_t snap_next;   /* the log end named by the snapshot on disk, which equals prod; or -1 */
+    bool prod_partial;   /* the replay failed: prod is incomplete and never saved */
+    uint64_t since_snap; /* bytes appended since the last background snapshot began */
+    struct snap_job *snap_job; /* background snapshot in flight */
     struct stream_watch *watchers;
 };
 
@@ -259,11 +266,11 @@ bool stream_config_at(const struct stream_topic *t, size_t i, struct stream_conf
 
 /* ---- partitions --------------------------------------------------------------------------- */
 
-/* Rebuilds the producer table from every batch header in the log. */
-static int replay_producers(struct stream_part *p)
+/* Applies to the producer table every batch header in the log from offset from on. */
+static int replay_producers(struct stream_part *p, int64_t from)
 {
     struct buf b = BUF_INIT;
-    int64_t off = log_start_offset(p->log);
+    int64_t off = from > log_start_offset(p->log) ? from : log_start_offset(p->log);
     int rc = 0;
     while (off < log_end_offset(p->log) && rc == 0) {
         struct log_slice s;
@@ -289,19 +296,90 @@ static int replay_producers(struct stream_part *p)
     return rc;
 }
 
-/* The partition's snapshot when it may stand in for a replay (see the invariants): the log
- * was closed cleanly and ends where the snapshot says. Returns a table, or NULL. */
-static struct producers *load_snapshot(struct stream_part *p)
+/* The partition's snapshot when it may stand in for the replay of the offsets below *next
+ * (see the invariants). Returns a table, or NULL. */
+static struct producers *load_snapshot(struct stream_part *p, int64_t *next)
 {
     struct producers *t = NULL;
-    int64_t next = -1;
-    if (!log_was_clean(p->log) || producers_load_file(log_dir(p->log), &t, &next) < 0)
+    *next = -1;
+    if (producers_load_file(log_dir(p->log), &t, next) < 0)
         return NULL;
-    if (next != log_end_offset(p->log)) {
-        producers_free(t); /* it describes another log end: replay instead */
+    if (*next > log_end_offset(p->log)) {
+        /* it summarises batches a crash took: never let later appends make it look valid */
+        producers_free(t);
+        int rc = producers_remove_file(log_dir(p->log));
+        if (rc < 0)
+            TLOG_ERRNO("stream", rc, "event=producer_snapshot_remove_failed dir=%s",
+                       log_dir(p->log));
         return NULL;
     }
     return t;
+}
+
+/* ---- background snapshots ------------------------------------------------------------------ */
+
+/* A snapshot taken on the loop, written on the pool once the log is durable up to next. */
+struct snap_job {
+    uv_work_t req;
+    uv_loop_t *loop;
+    struct stream_part *p; /* NULL once the partition is gone */
+    char *dir;
+    struct buf data;
+    int rc;
+};
+
+static void snap_free(struct snap_job *j)
+{
+    if (j->p)
+        j->p->snap_job = NULL;
+    buf_fini(&j->data);
+    free(j->dir);
+    free(j);
+}
+
+static void snap_work(uv_work_t *req)
+{
+    struct snap_job *j = req->data;
+    j->rc = producers_write_file(j->data.p, j->data.len, j->dir, PRODUCERS_SNAPSHOT_BG_TMP);
+}
+
+static void snap_done(uv_work_t *req, int status)
+{
+    struct snap_job *j = req->data;
+    if (status == 0 && j->rc < 0)
+        TLOG_ERRNO("stream", j->rc, "event=producer_snapshot_failed dir=%s", j->dir);
+    snap_free(j);
+}
+
+static void snap_durable(void *arg, int status)
+{
+    struct snap_job *j = arg;
+    if (status == 0 && j->p && uv_queue_work(j->loop, &j->req, snap_work, snap_done) == 0)
+        return;
+    snap_free(j);
+}
+
+/* Snapshots p's producer table at the log end and writes it once that end is durable, so that
+ * a restart after a crash replays only what was appended since (Kafka snapshots at each roll).
+ * The snapshot on disk may then name less than p->snap_next says; that costs a longer replay,
+ * never a wrong table. */
+static void snapshot_later(struct stream_part *p)
+{
+    uv_loop_t *loop = p->t->m->loop;
+    if (!loop || p->prod_partial || p->snap_job)
+        return;
+    p->since_snap = 0;
+    int64_t next = log_end_offset(p->log);
+    struct snap_job *j = tern_xcalloc(1, sizeof(*j));
+    j->req.data = j;
+    j->loop = loop;
+    j->p = p;
+    j->dir = tern_xstrdup(log_dir(p->log));
+    producers_save(p->prod, next, &j->data);
+    p->snap_job = j;
+    int rc = log_wait_durable(p->log, next, snap_durable, j);
+    if (rc != 0)
+        snap_durable(j, rc == 1 ? 0 : rc);
 }
 
 /* Writes p's snapshot naming the log end, unless the one on disk already does. An empty table
@@ -337,21 +415,26 @@ static int part_open(struct stream_topic *t, int32_t i, struct stream_part **out
     log_set_config(log, &lc);
     struct stream_part *p = tern_xcalloc(1, sizeof(*p));
     *p = (struct stream_part){.t = t, .index = i, .log = log};
-    p->prod = load_snapshot(p);
+    int64_t next;
+    p->prod = load_snapshot(p, &next);
     bool snap = p->prod != NULL;
-    p->snap_next = snap ? log_end_offset(log) : -1;
-    if (!snap) {
+    int64_t end = log_end_offset(log), from = snap ? next : log_start_offset(log);
+    p->snap_next = snap && next == end ? end : -1;
+    if (!snap)
         p->prod = producers_new();
-        rc = replay_producers(p);
+    if (from < end) {
+        rc = replay_producers(p, from);
         p->prod_partial = rc < 0;
     }
+    const char *source = !snap ? "replay" : from < end ? "snapshot+replay" : "snapshot";
     if (rc < 0)
         TLOG_ERRNO("stream", rc, "event=producer_replay_failed topic=%s partition=%" PRId32,
                    t->name, i);
     else if (producers_count(p->prod))
         TLOG_INFO("stream",
-                  "event=producers_loaded topic=%s partition=%" PRId32 " source=%s producers=%zu",
-                  t->name, i, snap ? "snapshot" : "replay", producers_count(p->prod));
+                  "event=producers_loaded topic=%s partition=%" PRId32
+                  " source=%s producers=%zu replayed_from=%" PRId64 " end=%" PRId64,
+                  t->name, i, source, producers_count(p->prod), from < end ? from : end, end);
     *out = p;
     return 0;
 }
@@ -368,6 +451,8 @@ static void watchers_gone(struct stream_part *p)
 static void part_free(struct stream_part *p, bool delete_log)
 {
     watchers_gone(p);
+    if (p->snap_job)
+        p->snap_job->p = NULL; /* it frees itself */
     if (delete_log) {
         char name[64];
         part_name(p->t, p->index, name, sizeof(name));
@@ -766,6 +851,10 @@ int stream_append(struct stream_part *p, uint8_t *records, size_t len, int64_t n
         res->last_offset = info.last_offset;
         pos += size;
     }
+    p->since_snap += pos;
+    uint64_t every = (uint64_t)p->t->cfg.segment_bytes;
+    if (p->since_snap >= (every > SNAPSHOT_MIN_BYTES ? every : SNAPSHOT_MIN_BYTES))
+        snapshot_later(p);
     notify(p);
     return 0;
 }

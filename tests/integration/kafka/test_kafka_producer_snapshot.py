@@ -69,20 +69,19 @@ def test_state_survives_clean_restarts_crashes_and_bad_snapshots(kafka):
     assert loaded(kafka) == [("snapshot", "2")]
     assert answers(kafka, t) == want
 
-    kafka.kill9_restart()  # unclean: the log is replayed
-    assert loaded(kafka) == [("replay", "2")]
+    kafka.kill9_restart()  # unclean, nothing appended since the snapshot: it still holds
+    assert loaded(kafka) == [("snapshot", "2")]
     assert answers(kafka, t) == want
 
-    kafka.restart()  # a fresh snapshot after the replay
-    assert loaded(kafka) == [("snapshot", "2")]
-
-    # an append after the snapshot was loaded, then a crash: the snapshot (naming the old log
-    # end) must not be used, or producer 7's new batch would be forgotten
+    # an append after the snapshot was loaded, then a crash: the snapshot covers the offsets
+    # below the one it names, and the batch after it is replayed (forgetting it would answer
+    # its retry as a new batch)
     c = Conn(kafka.port)
     assert produce(c, t, record_batch([b"d"], 7, 1, 3)) == (0, 10)
     c.close()
     kafka.kill9_restart()
-    assert loaded(kafka) == [("replay", "2")]
+    assert loaded(kafka) == [("snapshot+replay", "2")]
+    assert kafka.ternd.events("producers_loaded")[0]["replayed_from"] == "10"
     c = Conn(kafka.port)
     assert produce(c, t, record_batch([b"d"], 7, 1, 3)) == (0, 10)  # a duplicate now
     assert produce(c, t, record_batch([b"e"], 7, 1, 4)) == (0, 11)
@@ -99,4 +98,63 @@ def test_state_survives_clean_restarts_crashes_and_bad_snapshots(kafka):
     assert answers(kafka, t)[:2] == want[:2]
     c = Conn(kafka.port)
     assert produce(c, t, record_batch([b"e"], 7, 1, 4)) == (0, 11)  # still a duplicate
+    c.close()
+
+
+def test_snapshot_naming_a_lost_tail_is_dropped(kafka):
+    """A snapshot names offset 12, then the log loses its last batch (as a crash with --fsync
+    never can): the snapshot must not be used, and must be gone before the append that brings
+    the log back to offset 12 with a different batch, or a later restart would take it."""
+    t = kafka.name()
+    c = Conn(kafka.port)
+    fill(c, t)
+    assert produce(c, t, record_batch([b"d"], 7, 1, 3)) == (0, 10)
+    assert produce(c, t, record_batch([b"e"], 7, 1, 4)) == (0, 11)
+    c.close()
+    kafka.ternd.stop()  # clean: the snapshot names 12
+    snap = snapshot_path(kafka)
+    seg = sorted(snap.parent.glob("*.log"))[-1]
+    size = seg.stat().st_size
+    with open(seg, "r+b") as f:
+        f.truncate(size - 10)  # tears the batch at offset 11
+    (snap.parent / "clean-shutdown").unlink()
+    (snap.parent / "checkpoint").unlink()  # no durability claim: the torn tail is cut
+    kafka.restart()
+    assert [e["event"] for e in kafka.ternd.events("torn_tail")]
+    assert loaded(kafka) == [("replay", "2")]
+    assert not snap.exists()
+    c = Conn(kafka.port)
+    assert produce(c, t, record_batch([b"n7"], 9, 0, 7)) == (0, 11)  # producer 9 takes 11
+    c.close()
+    kafka.kill9_restart()
+    assert loaded(kafka) == [("replay", "2")]
+    c = Conn(kafka.port)
+    assert produce(c, t, record_batch([b"n7"], 9, 0, 7)) == (0, 11)  # a duplicate
+    assert produce(c, t, record_batch([b"e"], 7, 1, 4)) == (0, 12)  # lost, so new
+    c.close()
+
+
+def test_background_snapshots_bound_the_replay_after_a_crash(kafka):
+    """Every segment's worth of appends (segment.bytes, 64 KiB at least) a snapshot is written
+    once the log is durable up to its end: after kill -9 only the batches after it are
+    replayed, and the state is the same as a full replay's."""
+    from confluent_kafka.admin import NewTopic
+    t = kafka.name()
+    admin = kafka.admin()
+    admin.create_topics([NewTopic(t, 1, 1, config={"segment.bytes": "65536"})])[t].result(30)
+    c = Conn(kafka.port)
+    value = b"v" * 8000
+    for i in range(40):  # ~320 KiB: several background snapshots
+        assert produce(c, t, record_batch([value], 5, 0, i)) == (0, i)
+    c.close()
+    assert len(sorted(snapshot_path(kafka).parent.glob("*.log"))) >= 4
+    kafka.kill9_restart()
+    (e,) = kafka.ternd.events("producers_loaded")
+    assert (e["source"], e["producers"]) == ("snapshot+replay", "1")
+    assert 8 <= int(e["replayed_from"]) < 40 and e["end"] == "40"
+    c = Conn(kafka.port)
+    assert produce(c, t, record_batch([value], 5, 0, 39)) == (0, 39)  # a duplicate
+    assert produce(c, t, record_batch([value], 5, 0, 35)) == (0, 35)  # still in the window
+    assert produce(c, t, record_batch([value], 5, 0, 41))[0] == OUT_OF_ORDER_SEQUENCE_NUMBER
+    assert produce(c, t, record_batch([value], 5, 0, 40)) == (0, 40)
     c.close()
