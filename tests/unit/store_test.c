@@ -192,17 +192,35 @@ static uint64_t disk_waits(void)
            faultfs_thread_calls(FAULTFS_OP_UNLINK);
 }
 
+/* Opens the store on a new loop under faultfs (which counts calls per thread). */
+static struct store *open_on_loop(uv_loop_t *loop)
+{
+    faultfs_install();
+    assert_int_equal(uv_loop_init(loop), 0);
+    struct store *st;
+    assert_int_equal(store_open(loop, &cfg, &st), 0);
+    return st;
+}
+
+/* Closes st, runs loop until everything on it ended, closes it and removes faultfs. */
+static void close_on_loop(uv_loop_t *loop, struct store *st)
+{
+    int closed = 0;
+    store_close(st, on_store_closed, &closed);
+    uv_run(loop, UV_RUN_DEFAULT);
+    assert_int_equal(closed, 1);
+    assert_int_equal(uv_loop_close(loop), 0);
+    faultfs_uninstall();
+}
+
 /* With a loop, creating and deleting a log leave every fsync and unlink to the thread pool
  * (an AMQP client declaring and deleting reply queues must not stall the loop), and a deleted
  * name is free at once even while the old log's fsync is still in flight. */
 static void test_create_delete_off_loop(void **state)
 {
     (void)state;
-    faultfs_install();
     uv_loop_t loop;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    struct store *st;
-    assert_int_equal(store_open(&loop, &cfg, &st), 0);
+    struct store *st = open_on_loop(&loop);
     uint64_t before = disk_waits();
     struct log *log;
     assert_int_equal(store_log(st, "q", NULL, &log), 0);
@@ -223,12 +241,7 @@ static void test_create_delete_off_loop(void **state)
         usleep(1000);
     }
     assert_int_equal(durable_calls, 1);
-    int closed = 0;
-    store_close(st, on_store_closed, &closed);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(closed, 1);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    faultfs_uninstall();
+    close_on_loop(&loop, st);
     assert_int_equal(store_open(NULL, &cfg, &st), 0);
     assert_int_equal(store_log_count(st), 1);
     assert_true(log_end_offset(store_log_find(st, "q")) == 2);
@@ -290,11 +303,8 @@ static void wait_closes(uv_loop_t *loop, uint64_t base, uint64_t want)
 static void test_removed_segments_closed_off_loop(void **state)
 {
     (void)state;
-    faultfs_install();
     uv_loop_t loop;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    struct store *st;
-    assert_int_equal(store_open(&loop, &cfg, &st), 0);
+    struct store *st = open_on_loop(&loop);
     struct log_config lc = cfg.log;
     lc.segment_bytes = 4096;
     struct log *log;
@@ -323,12 +333,7 @@ static void test_removed_segments_closed_off_loop(void **state)
     free(want);
     free(got);
 
-    int closed = 0;
-    store_close(st, on_store_closed, &closed);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(closed, 1);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    faultfs_uninstall();
+    close_on_loop(&loop, st);
     assert_int_equal(store_open(NULL, &cfg, &st), 0);
     assert_true(log_start_offset(store_log_find(st, "r")) == 99);
     assert_true(log_end_offset(store_log_find(st, "r")) == 100);
@@ -340,11 +345,8 @@ static void test_removed_segments_closed_off_loop(void **state)
 static void test_compacted_segments_closed_off_loop(void **state)
 {
     (void)state;
-    faultfs_install();
     uv_loop_t loop;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    struct store *st;
-    assert_int_equal(store_open(&loop, &cfg, &st), 0);
+    struct store *st = open_on_loop(&loop);
     struct log_config lc = cfg.log;
     lc.segment_bytes = 2048;
     lc.compact = true;
@@ -380,12 +382,7 @@ static void test_compacted_segments_closed_off_loop(void **state)
     assert_int_equal(cs.last_error, 0);
     assert_true(cs.segments_rewritten > 0);
     assert_true(faultfs_thread_calls(FAULTFS_OP_CLOSE) == loop_closes);
-    int closed = 0;
-    store_close(st, on_store_closed, &closed);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(closed, 1);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    faultfs_uninstall();
+    close_on_loop(&loop, st);
 }
 
 int main(void)
