@@ -396,7 +396,26 @@ int store_log(struct store *st, const char *name, const struct log_config *cfg,
     return store_open_one(st, name, cfg, out);
 }
 
-/* Forgets a refused log and removes its files. Returns 0, or -ENOENT if name is not refused. */
+/* Renames log directory dir (owned) to a fresh trash name, so that the name is free at once.
+ * Returns the directory's path now: the trash name, or dir when the rename failed. */
+static char *to_trash(struct store *st, const char *name, char *dir)
+{
+    size_t n = strlen(st->logs_dir) + strlen(STORE_TRASH_PREFIX) + 22 + strlen(name) + 2;
+    char *trash = tern_xmalloc(n);
+    snprintf(trash, n, "%s/%s%" PRIu64 ".%s", st->logs_dir, STORE_TRASH_PREFIX, st->trash_seq++,
+             name);
+    int rc = file_rename(dir, trash);
+    if (rc < 0) {
+        TLOG_ERRNO("store", rc, "event=log_rename_failed log=%s", name);
+        free(trash);
+        return dir;
+    }
+    free(dir);
+    return trash;
+}
+
+/* Forgets a refused log and removes its files (on the pool, with a loop). Returns 0, or
+ * -ENOENT if name is not refused. */
 static int store_delete_refused(struct store *st, const char *name)
 {
     for (size_t i = 0; i < st->nrefused; i++) {
@@ -405,7 +424,7 @@ static int store_delete_refused(struct store *st, const char *name)
         free(st->refused[i].name);
         free(st->refused[i].reason);
         st->refused[i] = st->refused[--st->nrefused];
-        remove_log_dir(file_join(st->logs_dir, name));
+        remove_later(st->loop, to_trash(st, name, file_join(st->logs_dir, name)));
         TLOG_INFO("store", "event=log_deleted log=%s refused=true", name);
         return 0;
     }
@@ -431,19 +450,7 @@ int store_log_delete(struct store *st, const char *name)
             st->held = tern_xrealloc(st->held, (st->nheld + 1) * sizeof(*st->held));
             st->held[st->nheld++] = d->held;
         } else {
-            /* renamed away at once: the name is free for a new log right now */
-            size_t n = strlen(st->logs_dir) + strlen(STORE_TRASH_PREFIX) + 22 + strlen(name) + 2;
-            char *trash = tern_xmalloc(n);
-            snprintf(trash, n, "%s/%s%" PRIu64 ".%s", st->logs_dir, STORE_TRASH_PREFIX,
-                     st->trash_seq++, name);
-            int rc = file_rename(d->dir, trash);
-            if (rc == 0) {
-                free(d->dir);
-                d->dir = trash;
-            } else {
-                TLOG_ERRNO("store", rc, "event=log_rename_failed log=%s", name);
-                free(trash);
-            }
+            d->dir = to_trash(st, name, d->dir); /* the name is free for a new log right now */
         }
         free(st->logs[i].name);
         st->logs[i] = st->logs[--st->nlogs];

@@ -248,6 +248,32 @@ static void test_create_delete_off_loop(void **state)
     store_close(st, NULL, NULL);
 }
 
+/* Deleting a refused (corrupt) log frees its name at once and leaves the unlinks to the pool,
+ * as for any other log. */
+static void test_refused_deleted_off_loop(void **state)
+{
+    (void)state;
+    struct store *st;
+    assert_int_equal(store_open(NULL, &cfg, &st), 0);
+    put(st, "broken", 10);
+    store_close(st, NULL, NULL);
+    unlink(tu_path(dir, "logs/broken/clean-shutdown"));
+    tu_flip(tu_path(dir, "logs/broken/00000000000000000000.log"), 200, 1);
+    uv_loop_t loop;
+    st = open_on_loop(&loop);
+    assert_int_equal(store_refused_count(st), 1);
+    uint64_t before = disk_waits();
+    assert_int_equal(store_log_delete(st, "broken"), 0);
+    assert_true(disk_waits() == before);
+    assert_int_equal(store_refused_count(st), 0);
+    assert_true(access(tu_path(dir, "logs/broken"), F_OK) != 0); /* the name is free */
+    for (int i = 0; uv_run(&loop, UV_RUN_NOWAIT) != 0 || count_entries(".deleted.") != 0; i++) {
+        assert_true(i < 10000);
+        usleep(1000);
+    }
+    close_on_loop(&loop, st);
+}
+
 /* A deletion interrupted by a crash leaves a renamed directory: the next open removes it and
  * does not take it for a log. */
 static void test_deletion_leftover_removed(void **state)
@@ -395,6 +421,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_loop_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_delete_off_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deletion_leftover_removed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_deleted_off_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_removed_segments_closed_off_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compacted_segments_closed_off_loop, setup, teardown),
     };
