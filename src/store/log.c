@@ -67,16 +67,20 @@ struct waiter {
     void *arg;
 };
 
+/* A segment an fsync job covers: unsynced data or index, or page cache to drop. */
+struct job_seg {
+    struct seg *s;               /* referenced */
+    uint64_t size;               /* at prepare time: what the fsync makes durable */
+    bool seal;                   /* sealed: fsync its index files too */
+    bool sync;                   /* fsync it (otherwise it is here only for the cache drop) */
+    uint64_t drop_from, drop_to; /* then drop [drop_from, drop_to) from the page cache */
+};
+
 /* One fsync job: prepared on the loop, run on a pool thread, completed on the loop. */
 struct sync_job {
     uv_work_t req;
     struct log *log;
-    struct seg **segs; /* referenced segments with unsynced data or index, or cache to drop */
-    uint64_t *sizes;
-    bool *seal;
-    bool *sync;          /* fsync it (otherwise it is here only for the cache drop) */
-    uint64_t *drop_from; /* then drop [drop_from, drop_to) from the page cache */
-    uint64_t *drop_to;
+    struct job_seg *segs;
     int nsegs;
     int64_t target; /* durable end once the job succeeds */
     bool write_ckpt;
@@ -246,11 +250,6 @@ static struct sync_job *job_prepare(struct log *log, int64_t now_ms, bool data)
     log->dir_dirty = log->parent_dirty = false;
     j->target = data ? log->end_offset : log->durable_offset;
     j->segs = tern_xcalloc((size_t)log->nsegs, sizeof(*j->segs));
-    j->sizes = tern_xcalloc((size_t)log->nsegs, sizeof(*j->sizes));
-    j->seal = tern_xcalloc((size_t)log->nsegs, sizeof(*j->seal));
-    j->sync = tern_xcalloc((size_t)log->nsegs, sizeof(*j->sync));
-    j->drop_from = tern_xcalloc((size_t)log->nsegs, sizeof(*j->drop_from));
-    j->drop_to = tern_xcalloc((size_t)log->nsegs, sizeof(*j->drop_to));
     uint64_t after = data ? log_size_bytes(log) : 0; /* bytes after the segment at hand */
     for (int i = 0; data && i < log->nsegs; i++) {
         struct seg *s = log->segs[i];
@@ -260,15 +259,12 @@ static struct sync_job *job_prepare(struct log *log, int64_t now_ms, bool data)
         uint64_t drop = drop_target(log, s, after);
         if (sync || drop > s->uncached) {
             seg_ref(s);
-            j->segs[j->nsegs] = s;
-            j->sizes[j->nsegs] = s->size;
-            j->seal[j->nsegs] = sealed;
-            j->sync[j->nsegs] = sync;
+            struct job_seg *js = &j->segs[j->nsegs++];
+            *js = (struct job_seg){.s = s, .size = s->size, .seal = sealed, .sync = sync};
             if (drop > s->uncached) {
-                j->drop_from[j->nsegs] = s->uncached & ~(uint64_t)(DROP_REWIND - 1);
-                j->drop_to[j->nsegs] = drop;
+                js->drop_from = s->uncached & ~(uint64_t)(DROP_REWIND - 1);
+                js->drop_to = drop;
             }
-            j->nsegs++;
         }
     }
     if (log->force_ckpt || now_ms - log->ckpt_ms >= (int64_t)log->cfg.checkpoint_interval_ms ||
@@ -290,20 +286,23 @@ static void job_run(struct sync_job *j)
     if (j->sync_dir && j->rc == 0)
         j->rc = file_sync_dir(j->log->dir);
     for (int i = 0; i < j->nsegs && j->rc == 0; i++) {
-        if (!j->sync[i])
+        const struct job_seg *js = &j->segs[i];
+        if (!js->sync)
             continue;
-        j->rc = file_datasync(j->segs[i]->fd);
-        if (j->rc == 0 && j->seal[i])
-            j->rc = seg_sync_index(j->segs[i]);
+        j->rc = file_datasync(js->s->fd);
+        if (j->rc == 0 && js->seal)
+            j->rc = seg_sync_index(js->s);
     }
     if (j->rc == 0 && j->write_ckpt)
         j->rc = ckpt_write(j->ckpt_fd, &j->ckpt);
     /* the dropped pages are clean now; advisory, so a failure costs only memory */
-    for (int i = 0; i < j->nsegs && j->rc == 0; i++)
-        if (j->drop_to[i] > j->drop_from[i] && j->drop_from[i] < j->sizes[i])
-            file_drop_cache(j->segs[i]->fd, (off_t)j->drop_from[i],
-                            j->drop_to[i] == DROP_ALL ? 0 /* to the end of the file */
-                                                      : (off_t)(j->drop_to[i] - j->drop_from[i]));
+    for (int i = 0; i < j->nsegs && j->rc == 0; i++) {
+        const struct job_seg *js = &j->segs[i];
+        if (js->drop_to > js->drop_from && js->drop_from < js->size)
+            file_drop_cache(js->s->fd, (off_t)js->drop_from,
+                            js->drop_to == DROP_ALL ? 0 /* to the end of the file */
+                                                    : (off_t)(js->drop_to - js->drop_from));
+    }
 }
 
 static void job_submit(struct log *log);
@@ -314,22 +313,18 @@ static void job_complete(struct sync_job *j)
     struct log *log = j->log;
     log->job = NULL;
     for (int i = 0; i < j->nsegs; i++) {
+        struct job_seg *js = &j->segs[i];
         if (j->rc == 0) {
-            if (j->segs[i]->synced_size < j->sizes[i])
-                j->segs[i]->synced_size = j->sizes[i];
-            if (j->seal[i])
-                j->segs[i]->index_dirty = false;
-            if (j->segs[i]->uncached < j->drop_to[i])
-                j->segs[i]->uncached = j->drop_to[i];
+            if (js->s->synced_size < js->size)
+                js->s->synced_size = js->size;
+            if (js->seal)
+                js->s->index_dirty = false;
+            if (js->s->uncached < js->drop_to)
+                js->s->uncached = js->drop_to;
         }
-        seg_unref(j->segs[i]);
+        seg_unref(js->s);
     }
     free(j->segs);
-    free(j->sizes);
-    free(j->seal);
-    free(j->sync);
-    free(j->drop_from);
-    free(j->drop_to);
     if (log->discard) {
         /* being deleted: its files may already be renamed away, and nobody needs them durable;
          * log_finish_close answers the waiters */
