@@ -55,7 +55,8 @@ struct stream_part {
     int32_t index;
     struct log *log;
     struct producers *prod;
-    int64_t snap_next;   /* the log end named by the snapshot on disk, which equals prod; or -1 */
+    int64_t snap_next;   /* the log end a snapshot loaded at open or written at shutdown named,
+                            while prod still equals it (a clean shutdown skips the write); or -1 */
     bool prod_partial;   /* the replay failed: prod is incomplete and never saved */
     uint64_t since_snap; /* bytes appended since the last background snapshot began */
     struct snap_job *snap_job; /* background snapshot in flight */

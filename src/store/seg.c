@@ -65,12 +65,17 @@ struct closing {
     int fds[3];
 };
 
+static void close_fds(const int fds[3])
+{
+    for (int i = 0; i < 3; i++)
+        if (fds[i] >= 0)
+            file_close(fds[i]);
+}
+
 static void closing_work(uv_work_t *req)
 {
     struct closing *c = req->data;
-    for (int i = 0; i < 3; i++)
-        if (c->fds[i] >= 0)
-            file_close(c->fds[i]);
+    close_fds(c->fds);
 }
 
 static void closing_done(uv_work_t *req, int status)
@@ -79,31 +84,24 @@ static void closing_done(uv_work_t *req, int status)
     free(req->data);
 }
 
-/* Hands the descriptors of a removed segment to the pool; returns false to close them here. */
-static bool close_on_pool(struct seg *s)
+/* Closes s's descriptors: a removed segment's on the pool when it has a loop, else here. */
+static void seg_close_files(struct seg *s)
 {
-    if (!s->removed || !s->loop || (s->fd < 0 && s->ifd < 0 && s->tfd < 0))
-        return false;
-    struct closing *c = tern_xmalloc(sizeof(*c));
-    *c = (struct closing){.fds = {s->fd, s->ifd, s->tfd}};
-    c->req.data = c;
-    if (uv_queue_work(s->loop, &c->req, closing_work, closing_done) < 0) {
+    const int fds[3] = {s->fd, s->ifd, s->tfd};
+    if (s->removed && s->loop) {
+        struct closing *c = tern_xmalloc(sizeof(*c));
+        *c = (struct closing){.fds = {fds[0], fds[1], fds[2]}};
+        c->req.data = c;
+        if (uv_queue_work(s->loop, &c->req, closing_work, closing_done) == 0)
+            return;
         free(c);
-        return false;
     }
-    s->fd = s->ifd = s->tfd = -1;
-    return true;
+    close_fds(fds);
 }
 
 static void seg_free(struct seg *s)
 {
-    close_on_pool(s);
-    if (s->fd >= 0)
-        file_close(s->fd);
-    if (s->ifd >= 0)
-        file_close(s->ifd);
-    if (s->tfd >= 0)
-        file_close(s->tfd);
+    seg_close_files(s);
     free(s->idx);
     free(s->tidx);
     free(s->path);

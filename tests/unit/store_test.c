@@ -107,6 +107,16 @@ static void test_create_find_delete_reopen(void **state)
     store_close(st, NULL, NULL);
 }
 
+/* Damages closed log name before its checkpoint's durable position: the next open refuses it. */
+static void break_log(const char *name)
+{
+    char p[256];
+    snprintf(p, sizeof(p), "logs/%s/clean-shutdown", name);
+    unlink(tu_path(dir, p));
+    snprintf(p, sizeof(p), "logs/%s/00000000000000000000.log", name);
+    tu_flip(tu_path(dir, p), 200, 1);
+}
+
 static void test_corrupt_log_refused_others_work(void **state)
 {
     (void)state;
@@ -115,8 +125,7 @@ static void test_corrupt_log_refused_others_work(void **state)
     put(st, "healthy", 10);
     put(st, "broken", 10);
     store_close(st, NULL, NULL);
-    unlink(tu_path(dir, "logs/broken/clean-shutdown"));
-    tu_flip(tu_path(dir, "logs/broken/00000000000000000000.log"), 200, 1);
+    break_log("broken");
     assert_int_equal(store_open(NULL, &cfg, &st), 0);
     assert_int_equal(store_refused_count(st), 1);
     assert_string_equal(store_refused_name(st, 0), "broken");
@@ -192,6 +201,15 @@ static uint64_t disk_waits(void)
            faultfs_thread_calls(FAULTFS_OP_UNLINK);
 }
 
+/* Runs loop until the pool has removed every deleted log's directory (within seconds). */
+static void wait_trash_gone(uv_loop_t *loop)
+{
+    for (int i = 0; uv_run(loop, UV_RUN_NOWAIT) != 0 || count_entries(".deleted.") != 0; i++) {
+        assert_true(i < 10000);
+        usleep(1000);
+    }
+}
+
 /* Opens the store on a new loop under faultfs (which counts calls per thread). */
 static struct store *open_on_loop(uv_loop_t *loop)
 {
@@ -236,10 +254,7 @@ static void test_create_delete_off_loop(void **state)
     assert_true(log_end_offset(log) == 0);
     append_n(log, "new", 2);
     assert_int_equal(log_sync(log), 0);
-    for (int i = 0; uv_run(&loop, UV_RUN_NOWAIT) != 0 || count_entries(".deleted.") != 0; i++) {
-        assert_true(i < 10000); /* the pool removes the old directory within seconds */
-        usleep(1000);
-    }
+    wait_trash_gone(&loop);
     assert_int_equal(durable_calls, 1);
     close_on_loop(&loop, st);
     assert_int_equal(store_open(NULL, &cfg, &st), 0);
@@ -257,8 +272,7 @@ static void test_refused_deleted_off_loop(void **state)
     assert_int_equal(store_open(NULL, &cfg, &st), 0);
     put(st, "broken", 10);
     store_close(st, NULL, NULL);
-    unlink(tu_path(dir, "logs/broken/clean-shutdown"));
-    tu_flip(tu_path(dir, "logs/broken/00000000000000000000.log"), 200, 1);
+    break_log("broken");
     uv_loop_t loop;
     st = open_on_loop(&loop);
     assert_int_equal(store_refused_count(st), 1);
@@ -267,10 +281,7 @@ static void test_refused_deleted_off_loop(void **state)
     assert_true(disk_waits() == before);
     assert_int_equal(store_refused_count(st), 0);
     assert_true(access(tu_path(dir, "logs/broken"), F_OK) != 0); /* the name is free */
-    for (int i = 0; uv_run(&loop, UV_RUN_NOWAIT) != 0 || count_entries(".deleted.") != 0; i++) {
-        assert_true(i < 10000);
-        usleep(1000);
-    }
+    wait_trash_gone(&loop);
     close_on_loop(&loop, st);
 }
 

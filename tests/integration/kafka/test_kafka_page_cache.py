@@ -18,7 +18,6 @@ import pathlib
 import pytest
 
 PAGE = 4096
-TMPFS_MAGIC = 0x01021994
 
 libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
