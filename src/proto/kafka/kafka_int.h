@@ -109,6 +109,7 @@ struct kafka_conn {
     struct kafka_slot *head, *tail;
     size_t nslots;
     bool authed, sasl_handshaken, closing, paused;
+    bool sasl_raw; /* after SaslHandshake v0: the next frame is a bare SASL token */
     struct arena arena;  /* the request being decoded (capped) */
     struct arena rarena; /* the response being built */
     char client_id[128];

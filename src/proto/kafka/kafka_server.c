@@ -301,9 +301,10 @@ static void sasl_handshake(struct kafka_req *r, const struct kafka_sasl_handshak
 {
     static const struct kafka_str plain = {(const uint8_t *)"PLAIN", 5};
     struct kafka_sasl_handshake_response resp = {.mechanisms = {1, (struct kafka_str *)&plain}};
-    if (kafka_str_eq(m->mechanism, plain))
+    if (kafka_str_eq(m->mechanism, plain)) {
         r->c->sasl_handshaken = true;
-    else
+        r->c->sasl_raw = r->version == 0;
+    } else
         resp.error_code = KERR_UNSUPPORTED_SASL_MECHANISM;
     kafka_reply(r->slot, &resp);
 }
@@ -344,6 +345,31 @@ static void sasl_authenticate(struct kafka_req *r, const struct kafka_sasl_authe
     kafka_reply(r->slot, &resp);
     if (resp.error_code == KERR_SASL_AUTHENTICATION_FAILED)
         kafka_conn_close(c, "authentication failed");
+}
+
+/*
+ * After SaslHandshake v0 the client sends the PLAIN token bare, in a size-prefixed frame with
+ * no request header (kafka-python does). The answer is the server's empty token, a zero size;
+ * v0 has no error field, so a wrong token closes the connection, as Kafka does. A token on a
+ * connection that needs no authentication is refused as SaslAuthenticate refuses it.
+ * Returns false when the connection must close.
+ */
+static bool sasl_raw_token(struct kafka_conn *c, const uint8_t *p, size_t n)
+{
+    c->sasl_raw = false;
+    if (c->authed || !plain_ok(c->srv, p, n)) {
+        TLOG_WARN("kafka", "event=auth_failed conn=%" PRIu64 " peer=%s reason=\"%s\"",
+                  net_conn_id(c->nc), net_conn_peer(c->nc),
+                  c->authed ? "SASL token on a connection that needs none"
+                            : "invalid username or password");
+        return false;
+    }
+    c->authed = true;
+    struct kafka_wire_req_hdr h = {.api_key = KAFKA_API_SASL_HANDSHAKE};
+    struct kafka_slot *s = slot_push(c, &h);
+    buf_put_u32(&s->out, 0);
+    kafka_ready(s);
+    return true;
 }
 
 static void find_coordinator(struct kafka_req *r, const struct kafka_find_coordinator_request *m)
@@ -493,7 +519,9 @@ static void on_read(void *ctx, struct net_conn *nc, struct buf *in)
             kafka_conn_close(c, "bad frame");
             break;
         }
-        if (!handle_frame(c, in->p + used + 4, (size_t)n)) {
+        uint8_t *frame = in->p + used + 4;
+        if (c->sasl_raw ? !sasl_raw_token(c, frame, (size_t)n)
+                        : !handle_frame(c, frame, (size_t)n)) {
             kafka_conn_close(c, "bad request");
             break;
         }

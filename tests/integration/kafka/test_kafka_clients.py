@@ -213,6 +213,36 @@ def test_kafka_python_producer_consumer_admin(kafka):
     admin.close()
 
 
+def test_kafka_python_sasl_plain(kafka_factory):
+    """kafka-python authenticates with SaslHandshake v0 and a bare PLAIN token."""
+    kp = pytest.importorskip("kafka")
+    from kafka.admin import NewTopic as KNewTopic
+    k = kafka_factory("--kafka-sasl", "true", "--default-user", "alice",
+                      "--default-pass", "s3cret")
+    t = k.name()
+
+    def sasl(password):
+        return dict(bootstrap_servers=k.bootstrap, security_protocol="SASL_PLAINTEXT",
+                    sasl_mechanism="PLAIN", sasl_plain_username="alice",
+                    sasl_plain_password=password)
+    admin = kp.KafkaAdminClient(**sasl("s3cret"))
+    admin.create_topics([KNewTopic(t, num_partitions=1, replication_factor=1)])
+    prod = kp.KafkaProducer(acks="all", **sasl("s3cret"))
+    for i in range(10):
+        prod.send(t, value=f"s{i}".encode())
+    prod.flush()
+    prod.close()
+    cons = kp.KafkaConsumer(t, group_id=k.name("g"), auto_offset_reset="earliest",
+                            consumer_timeout_ms=5000, **sasl("s3cret"))
+    assert [m.value for m in cons] == [f"s{i}".encode() for i in range(10)]
+    cons.close()
+    admin.close()
+    with pytest.raises(kp.errors.KafkaError):
+        bad = kp.KafkaProducer(max_block_ms=3000, **sasl("wrong"))
+        bad.send(t, value=b"never").get(timeout=5)
+        bad.close()
+
+
 def test_log_append_time_topic(kafka):
     a = kafka.admin()
     t = kafka.name()

@@ -151,8 +151,8 @@ def test_idempotent_duplicates_and_gaps_survive_kill9(kafka):
     c.close()
 
 
-def sasl_handshake(c, mech="PLAIN"):
-    c.send(17, 1, string(mech))
+def sasl_handshake(c, mech="PLAIN", version=1):
+    c.send(17, version, string(mech))
     _, body = c.recv()
     return struct.unpack_from(">h", body, 0)[0]
 
@@ -197,6 +197,50 @@ def test_sasl_plain_required(kafka_factory):
     r = subprocess.run(base + ["-X", "sasl.password=nope", "-L"], capture_output=True,
                        timeout=30)
     assert r.returncode != 0
+
+
+def test_sasl_v0_bare_token_exchange(kafka_factory):
+    """SaslHandshake v0: the PLAIN token follows in a bare size-prefixed frame, answered by an
+    empty token (a zero size); a wrong one closes the connection, as Kafka does."""
+    k = kafka_factory("--kafka-sasl", "true", "--default-user", "alice",
+                      "--default-pass", "s3cret")
+    c = Conn(k.port)
+    assert sasl_handshake(c, version=0) == 0
+    c.send_raw(b"\x00alice\x00s3cret")
+    assert c._read(4) == b"\x00\x00\x00\x00"
+    corr = c.metadata([])
+    assert c.recv()[0] == corr
+    c.close()
+    for token in (b"\x00alice\x00wrong", b"no separators", b""):
+        c = Conn(k.port)
+        assert sasl_handshake(c, version=0) == 0
+        c.send_raw(token)
+        assert c.closed_by_peer(), token
+        c.close()
+    # v1 still expects a SaslAuthenticate request, not a bare token
+    c = Conn(k.port)
+    assert sasl_handshake(c, version=1) == 0
+    c.send_raw(b"\x00alice\x00s3cret")
+    assert c.closed_by_peer()
+    c.close()
+    # an unknown mechanism at v0 leaves the connection in request mode
+    c = Conn(k.port)
+    assert sasl_handshake(c, "SCRAM-SHA-512", version=0) == 33
+    assert sasl_handshake(c, version=1) == 0
+    assert sasl_authenticate(c, "alice", "s3cret") == 0
+    c.close()
+
+
+def test_sasl_v0_token_on_a_listener_without_sasl_is_refused(kafka):
+    c = Conn(kafka.port)
+    assert sasl_handshake(c, version=0) == 0
+    c.send_raw(b"\x00guest\x00guest")
+    assert c.closed_by_peer()
+    c.close()
+    c = Conn(kafka.port)  # the broker is unaffected
+    corr = c.metadata([])
+    assert c.recv()[0] == corr
+    c.close()
 
 
 def test_pre_auth_request_cap_is_smaller(kafka_factory):
