@@ -89,6 +89,7 @@ struct sync_job {
     struct ckpt ckpt; /* written after the data fsyncs */
     int ckpt_fd;
     int rc;
+    bool ran; /* a younger job that ran before the older one finished: it completes after it */
 };
 
 void log_config_default(struct log_config *cfg)
@@ -267,8 +268,11 @@ static struct sync_job *job_prepare(struct log *log, int64_t now_ms, bool data)
             }
         }
     }
-    if (log->force_ckpt || now_ms - log->ckpt_ms >= (int64_t)log->cfg.checkpoint_interval_ms ||
-        log->closing) {
+    /* only a job alone in flight writes the checkpoint: one write at a time, each after the
+     * fsyncs of everything it claims (an older job's too) */
+    if (!log->job &&
+        (log->force_ckpt || now_ms - log->ckpt_ms >= (int64_t)log->cfg.checkpoint_interval_ms ||
+         log->closing)) {
         /* served now, as dir_dirty is: a roll while the job runs asks again, and the
          * completion then submits the next job (clearing it there lost that request) */
         log->force_ckpt = false;
@@ -308,10 +312,14 @@ static void job_run(struct sync_job *j)
 static void job_submit(struct log *log);
 static void job_start(struct log *log, bool data);
 
+/* Completes the oldest job in flight, log->job; a younger one that already ran completes
+ * right after it, so durability is only ever claimed in order. */
 static void job_complete(struct sync_job *j)
 {
     struct log *log = j->log;
-    log->job = NULL;
+    TERN_ASSERT(j == log->job);
+    log->job = log->job2;
+    log->job2 = NULL;
     for (int i = 0; i < j->nsegs; i++) {
         struct job_seg *js = &j->segs[i];
         if (j->rc == 0) {
@@ -330,6 +338,9 @@ static void job_complete(struct sync_job *j)
          * log_finish_close answers the waiters */
     } else if (j->rc < 0) {
         log_fail(log, j->rc, "fsync");
+    } else if (log->err) {
+        /* an older job failed: its fsync may have taken the error this one's range also had
+         * (errseq reports it once per open file), so this success proves nothing */
     } else {
         if (j->target > log->durable_offset)
             log->durable_offset = j->target;
@@ -345,7 +356,11 @@ static void job_complete(struct sync_job *j)
         log->answering = false;
     }
     free(j);
-    if (log->closing && !log->sync_inline && !log->cjob)
+    if (log->job && log->job->ran) {
+        job_complete(log->job);
+        return;
+    }
+    if (log->closing && !log->sync_inline && !log->cjob && !log->job)
         log_finish_close(log);
     else if (!log->err && log->loop &&
              ((log->cfg.fsync_mode == LOG_FSYNC_ALWAYS && log->nwaiters > 0) || log->force_ckpt))
@@ -362,6 +377,10 @@ static void job_after_cb(uv_work_t *req, int status)
     struct sync_job *j = req->data;
     if (status < 0 && j->rc == 0)
         j->rc = status;
+    if (j != j->log->job) {
+        j->ran = true; /* the older job has not finished: complete after it */
+        return;
+    }
     job_complete(j);
 }
 
@@ -421,21 +440,48 @@ static bool gap_wait(struct log *log)
     return true;
 }
 
-/* Starts an fsync job on the pool unless one is in flight (it resubmits when it ends). */
+/*
+ * Whether a second data job may start while log->job runs. Waiting for it to finish before
+ * the next fsync starts leaves the disk idle for the round trip through the loop and costs a
+ * waiter that arrives just after a job started almost two fsyncs; overlapping, the next fsync
+ * starts as soon as there is data and someone waiting. Only a plain one overlaps: no directory
+ * entry to make durable (simpler to reason about) and no checkpoint due, which an overlapping
+ * job may not write (job_prepare) and which would otherwise wait as long as jobs overlap.
+ */
+static bool job_overlap_ok(const struct log *log, bool data)
+{
+    if (!data || log->job2 || log->cfg.fsync_mode != LOG_FSYNC_ALWAYS || log->nwaiters == 0 ||
+        log->end_offset <= log->job->target || log->dir_dirty || log->parent_dirty ||
+        log->force_ckpt)
+        return false;
+    return clock_wall_ms() - log->ckpt_ms < (int64_t)log->cfg.checkpoint_interval_ms;
+}
+
+/* Starts an fsync job on the pool unless one is in flight and this one may not overlap it
+ * (the completion resubmits). */
 static void job_start(struct log *log, bool data)
 {
     /* while closing, log_finish_close syncs inline: a pool job would outlive the log */
-    if (log->job || log->err || !log->loop || log->answering || log->closing)
+    if (log->err || !log->loop || log->answering || log->closing)
+        return;
+    if (log->job && !job_overlap_ok(log, data))
         return;
     if (data && gap_wait(log))
         return;
     struct sync_job *j = job_prepare(log, clock_wall_ms(), data);
-    log->job = j;
+    if (log->job) {
+        log->job2 = j;
+        log->overlaps++;
+    } else
+        log->job = j;
     j->req.data = j;
     int rc = uv_queue_work(log->loop, &j->req, job_work_cb, job_after_cb);
     if (rc < 0) {
         j->rc = rc;
-        job_complete(j);
+        if (j == log->job)
+            job_complete(j);
+        else
+            j->ran = true;
     }
 }
 
@@ -1207,6 +1253,11 @@ int64_t log_end_offset(const struct log *log)
 int64_t log_durable_offset(const struct log *log)
 {
     return log->durable_offset;
+}
+
+uint64_t log_fsync_overlaps(const struct log *log)
+{
+    return log->overlaps;
 }
 
 int log_error(const struct log *log)

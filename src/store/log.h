@@ -192,6 +192,8 @@ void log_compact_stats(const struct log *log, struct log_compact_stats *out);
 int64_t log_start_offset(const struct log *log);
 int64_t log_end_offset(const struct log *log);
 int64_t log_durable_offset(const struct log *log);
+/* fsync jobs started while another was in flight, since the log was opened. */
+uint64_t log_fsync_overlaps(const struct log *log);
 /* 0 while writable; the error that made the log read-only otherwise. */
 int log_error(const struct log *log);
 const char *log_dir(const struct log *log);

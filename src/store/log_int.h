@@ -42,7 +42,9 @@ struct log {
     bool discard;         /* closing for deletion: no final fsync, no clean-shutdown marker */
     bool sync_inline;     /* log_sync is completing a job: do not finish a close there */
     bool answering;       /* waiters are being answered: their appends join the next job */
-    struct sync_job *job; /* in flight */
+    struct sync_job *job;  /* in flight (the older one when two are) */
+    struct sync_job *job2; /* a younger data job overlapping it (job_overlap_ok), or NULL */
+    uint64_t overlaps;     /* jobs started as job2 */
     bool force_ckpt;      /* a roll or truncation wants a checkpoint soon */
     int ckpt_fd;
     struct ckpt ckpt; /* last durable checkpoint */

@@ -1,7 +1,9 @@
 /*
  * groupcommit_test.c - the log on a real libuv loop: fsyncs on the thread pool, many appends
  * sharing one fsync, acknowledgements only after the fsync, failures reaching every waiter,
- * interval mode, close with an fsync in flight, and crash safety of acknowledged offsets.
+ * interval mode, close with an fsync in flight, crash safety of acknowledged offsets, and a
+ * second fsync job overlapping the first (answered in order, failing with it, never with a
+ * checkpoint due).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -72,6 +75,7 @@ static void on_closed(void *arg)
 static int teardown(void **state)
 {
     struct fx *f = *state;
+    faultfs_release(); /* a failed test may have left an fsync held */
     if (f->log) {
         log_close(f->log, on_closed, f);
         uv_run(&f->loop, UV_RUN_DEFAULT);
@@ -413,6 +417,232 @@ static void test_roll_during_job_keeps_its_checkpoint(void **state)
     assert_int_equal(base, 2); /* the third segment, which the second roll created */
 }
 
+/* ---- overlapping fsync jobs ---- */
+
+/* Reopens the log on the loop with checkpoints interval_ms apart, after the first one (which
+ * the first job writes): with none due, a data job may start while another is in flight. */
+static void reopen_checkpoint_every(struct fx *f, uint32_t interval_ms)
+{
+    log_close(f->log, NULL, NULL);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    f->cfg.checkpoint_interval_ms = interval_ms;
+    char err[256];
+    assert_int_equal(log_open(&f->loop, f->logdir, &f->cfg, &f->log, err, sizeof(err)), 0);
+    sequential_rounds(f, 1, 10);
+}
+
+/* Runs the loop without blocking until cond holds; a liveness guard fails it after 10 s. */
+#define RUN_UNTIL(f, cond)                                                                         \
+    do {                                                                                           \
+        uint64_t t0_ = clock_mono_ns();                                                            \
+        while (!(cond)) {                                                                          \
+            if (clock_mono_ns() - t0_ > 10ull * 1000000000u)                                       \
+                fail_msg("still not: %s", #cond);                                                  \
+            uv_run(&(f)->loop, UV_RUN_NOWAIT);                                                     \
+            usleep(200);                                                                           \
+        }                                                                                          \
+    } while (0)
+
+/* Lets completions that could arrive be delivered (what must not happen gets its chance). */
+static void run_a_while(struct fx *f)
+{
+    for (int i = 0; i < 50; i++) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+}
+
+struct answer {
+    int who, status;
+};
+static struct answer answers[8];
+static int nanswers;
+
+static void on_answer(void *arg, int status)
+{
+    answers[nanswers++] = (struct answer){(int)(intptr_t)arg, status};
+}
+
+/* Appends one batch and waits for it durable with on_answer(who); returns its end. */
+static int64_t append_waiting(struct fx *f, int who)
+{
+    size_t len;
+    uint8_t *b = tu_batch("o", 1, 100, NOW, &len);
+    struct log_append_info info;
+    assert_int_equal(log_append(f->log, b, len, NOW, &info), 0);
+    free(b);
+    assert_int_equal(
+        log_wait_durable(f->log, info.last_offset + 1, on_answer, (void *)(intptr_t)who), 0);
+    return info.last_offset + 1;
+}
+
+/* Starts job 1 stuck in its fdatasync, then job 2 beside it, and waits for job 2's fsync to
+ * have returned. */
+static void two_jobs_first_stuck(struct fx *f, int64_t *end1, int64_t *end2)
+{
+    nanswers = 0;
+    uint64_t base = faultfs_calls(FAULTFS_OP_FDATASYNC);
+    faultfs_hold_fdatasync(1);
+    *end1 = append_waiting(f, 1);
+    RUN_UNTIL(f, faultfs_holding());
+    *end2 = append_waiting(f, 2);
+    /* job 2 fsyncs while job 1 is still in its own */
+    assert_true(log_fsync_overlaps(f->log) == 1);
+    RUN_UNTIL(f, faultfs_calls(FAULTFS_OP_FDATASYNC) == base + 1);
+    run_a_while(f);
+    /* but it answers nobody before job 1 has: durability is claimed in order */
+    assert_int_equal(nanswers, 0);
+    assert_true(log_durable_offset(f->log) < *end1);
+}
+
+static void test_overlapping_fsyncs_answer_in_order(void **state)
+{
+    struct fx *f = *state;
+    reopen_checkpoint_every(f, 3600 * 1000);
+    int64_t end1, end2;
+    two_jobs_first_stuck(f, &end1, &end2);
+    faultfs_release();
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(nanswers, 2);
+    assert_int_equal(answers[0].who, 1);
+    assert_int_equal(answers[0].status, 0);
+    assert_int_equal(answers[1].who, 2);
+    assert_int_equal(answers[1].status, 0);
+    assert_true(log_durable_offset(f->log) == end2);
+}
+
+/* The younger job's fsync succeeded, but the error of the older one's may have been its own
+ * range's too (reported once per open file): both fail, and nothing becomes durable. */
+static void test_older_fsync_failure_fails_the_younger(void **state)
+{
+    struct fx *f = *state;
+    reopen_checkpoint_every(f, 3600 * 1000);
+    int64_t end1, end2;
+    two_jobs_first_stuck(f, &end1, &end2);
+    faultfs_fail(FAULTFS_OP_FDATASYNC, 1, -EIO, 0); /* the held call is the next one */
+    faultfs_release();
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(nanswers, 2);
+    assert_int_equal(answers[0].status, -EIO);
+    assert_int_equal(answers[1].status, -EIO);
+    assert_int_equal(log_error(f->log), -EIO);
+    assert_true(log_durable_offset(f->log) < end1);
+}
+
+/* With a checkpoint due, no job overlaps: an overlapping job may not write it, and under a
+ * steady stream of appends jobs would always overlap and it would never be written. */
+static void test_no_overlap_with_a_checkpoint_due(void **state)
+{
+    struct fx *f = *state;
+    reopen_checkpoint_every(f, 1);
+    nanswers = 0;
+    uint64_t base = faultfs_calls(FAULTFS_OP_FDATASYNC);
+    faultfs_hold_fdatasync(1);
+    usleep(3000); /* a checkpoint is due: job 1 writes it, and it stays due until job 1 ends */
+    int64_t end1 = append_waiting(f, 1);
+    RUN_UNTIL(f, faultfs_holding());
+    append_waiting(f, 2);
+    run_a_while(f);
+    assert_true(faultfs_calls(FAULTFS_OP_FDATASYNC) == base); /* job 2 waits */
+    faultfs_release();
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(nanswers, 2);
+    assert_int_equal(answers[1].status, 0);
+    int64_t end = -1, seg = -1;
+    read_checkpoint(f->logdir, &end, &seg);
+    assert_true(end >= end1); /* job 1 wrote the one that was due */
+}
+
+/* Appends that arrive while a job is in flight, as from many connections: one batch and a
+ * waiter per loop iteration, so jobs overlap. */
+struct streamer {
+    uv_idle_t idle;
+    struct fx *f;
+    int left;
+};
+
+struct streamed {
+    struct fx *f;
+    int64_t end;
+};
+
+static void on_streamed(void *arg, int status)
+{
+    struct streamed *w = arg;
+    struct fx *f = w->f;
+    f->in_flight--;
+    if (status == 0) {
+        f->acked++;
+        if (w->end > f->max_acked_end)
+            f->max_acked_end = w->end;
+    } else {
+        f->failed++;
+    }
+    free(w);
+}
+
+static void on_stream_idle(uv_idle_t *h)
+{
+    struct streamer *st = h->data;
+    struct fx *f = st->f;
+    if (st->left-- <= 0 || faultfs_crashed()) {
+        uv_idle_stop(h);
+        return;
+    }
+    size_t len;
+    uint8_t *b = tu_batch("s", 2, 200, NOW, &len);
+    struct log_append_info info;
+    int rc = log_append(f->log, b, len, NOW, &info);
+    free(b);
+    if (rc < 0) {
+        f->failed++;
+        uv_idle_stop(h);
+        return;
+    }
+    struct streamed *w = tern_xmalloc(sizeof(*w));
+    *w = (struct streamed){f, info.last_offset + 1};
+    f->in_flight++;
+    rc = log_wait_durable(f->log, w->end, on_streamed, w);
+    if (rc != 0)
+        on_streamed(w, rc == 1 ? 0 : rc);
+}
+
+static void test_acked_offsets_survive_crash_with_overlapping_fsyncs(void **state)
+{
+    struct fx *f = *state;
+    reopen_checkpoint_every(f, 3600 * 1000);
+    f->acked = 0;
+    struct streamer st = {.f = f, .left = 100000};
+    uv_idle_init(&f->loop, &st.idle);
+    st.idle.data = &st;
+    uv_idle_start(&st.idle, on_stream_idle);
+    /* jobs overlapped: the crash finds two in flight at times */
+    while ((f->acked < 300 || log_fsync_overlaps(f->log) < 5) && st.left > 0)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_true(log_fsync_overlaps(f->log) >= 5);
+    int64_t acked_end = f->max_acked_end;
+    faultfs_crash();
+    uv_idle_stop(&st.idle);
+    uv_close((uv_handle_t *)&st.idle, NULL);
+    uv_run(&f->loop, UV_RUN_DEFAULT); /* in-flight jobs drain into the void */
+    log_close(f->log, NULL, NULL);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    f->log = NULL;
+    assert_int_equal(f->in_flight, 0);
+    faultfs_restart(FAULTFS_TEAR, 11);
+    char err[256];
+    assert_int_equal(log_open(NULL, f->logdir, &f->cfg, &f->log, err, sizeof(err)), 0);
+    assert_true(log_end_offset(f->log) >= acked_end);
+    int64_t n = log_end_offset(f->log);
+    struct tu_rec *r = calloc((size_t)n + 1, sizeof(*r));
+    assert_int_equal(tu_read_all(f->log, 0, n, r, (int)n + 1), (int)n);
+    for (int64_t i = 0; i < n; i++)
+        assert_true(r[i].offset == i);
+    free(r);
+    log_close(f->log, NULL, NULL);
+    f->log = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -424,6 +654,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_close_with_fsync_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sync_gap_spaces_small_fsyncs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_roll_during_job_keeps_its_checkpoint, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_overlapping_fsyncs_answer_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_older_fsync_failure_fails_the_younger, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_no_overlap_with_a_checkpoint_due, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_acked_offsets_survive_crash_with_overlapping_fsyncs,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

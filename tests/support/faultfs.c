@@ -43,6 +43,48 @@ static uint64_t crash_at[FAULTFS_OP_COUNT];
 
 static bool read_whole(const char *path, uint8_t **buf, size_t *len);
 
+/* faultfs_hold_fdatasync: apart from mu, which the held call must not keep others from */
+static pthread_mutex_t hold_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hold_cv = PTHREAD_COND_INITIALIZER;
+static int hold_nth;
+static bool holding, released;
+
+static void hold_point(void)
+{
+    pthread_mutex_lock(&hold_mu);
+    if (hold_nth > 0 && --hold_nth == 0) {
+        holding = true;
+        while (!released)
+            pthread_cond_wait(&hold_cv, &hold_mu);
+        holding = released = false;
+    }
+    pthread_mutex_unlock(&hold_mu);
+}
+
+void faultfs_hold_fdatasync(int nth)
+{
+    pthread_mutex_lock(&hold_mu);
+    hold_nth = nth;
+    released = false;
+    pthread_mutex_unlock(&hold_mu);
+}
+
+int faultfs_holding(void)
+{
+    pthread_mutex_lock(&hold_mu);
+    int h = holding;
+    pthread_mutex_unlock(&hold_mu);
+    return h;
+}
+
+void faultfs_release(void)
+{
+    pthread_mutex_lock(&hold_mu);
+    released = true;
+    pthread_cond_broadcast(&hold_cv);
+    pthread_mutex_unlock(&hold_mu);
+}
+
 static void crash_locked(void)
 {
     for (struct node *n = nodes; n; n = n->next)
@@ -314,6 +356,7 @@ static ssize_t ff_pwrite(int fd, const void *buf, size_t len, off_t off)
 
 static int ff_fdatasync(int fd)
 {
+    hold_point();
     pthread_mutex_lock(&mu);
     int rc = ff_fdatasync_locked(fd);
     pthread_mutex_unlock(&mu);
@@ -391,6 +434,7 @@ void faultfs_uninstall(void)
 {
     nodes_free();
     crashed = false;
+    faultfs_hold_fdatasync(0);
     file_set_ops(NULL);
 }
 
@@ -477,7 +521,10 @@ void faultfs_fail(enum faultfs_op op, int nth, int err, int partial)
 
 uint64_t faultfs_calls(enum faultfs_op op)
 {
-    return calls[op];
+    pthread_mutex_lock(&mu); /* pool threads may be counting */
+    uint64_t n = calls[op];
+    pthread_mutex_unlock(&mu);
+    return n;
 }
 
 uint64_t faultfs_thread_calls(enum faultfs_op op)

@@ -49,6 +49,16 @@ int faultfs_crashed(void);
 void faultfs_restart(enum faultfs_crash_mode mode, uint64_t seed);
 /* The nth (1 = next) call of op fails with err (negative errno). */
 void faultfs_fail(enum faultfs_op op, int nth, int err, int partial);
+/*
+ * Holds: the nth (1 = next) fdatasync waits, before it does anything (it is not yet counted,
+ * and it holds no lock of faultfs, so other calls go on), until faultfs_release(). For tests
+ * of fsyncs that overlap: a job stuck in its fsync while a younger one runs.
+ */
+void faultfs_hold_fdatasync(int nth);
+/* True while the held fdatasync waits. */
+int faultfs_holding(void);
+/* Lets the held fdatasync go on. */
+void faultfs_release(void);
 /* Calls of op since install (successful or not). */
 uint64_t faultfs_calls(enum faultfs_op op);
 /* Calls of op made by the calling thread (the loop thread, in a test that runs one). */
