@@ -450,7 +450,7 @@ static int append_records(struct queue *q, struct log *log, size_t n, size_t *do
         int64_t size = batch_encode(out, bytes, q->in + i, (int)(j - i));
         TERN_ASSERT(size > 0);
         used = bytes > used ? bytes : used;
-        rc = log_append(log, out, (size_t)size, clock_wall_ms(), NULL);
+        rc = log_append_checked(log, out, (size_t)size, clock_wall_ms(), NULL);
         if (rc == 0)
             i = j;
     }

@@ -837,7 +837,7 @@ int stream_append(struct stream_part *p, uint8_t *records, size_t len, int64_t n
         if (lat)
             set_log_append_time(records + pos, size, now_ms);
         struct log_append_info info;
-        int rc = log_append(p->log, records + pos, size, now_ms, &info);
+        int rc = log_append_checked(p->log, records + pos, size, now_ms, &info); /* CRC above */
         if (rc < 0) {
             seterr(err, rc == TERN_ETOOBIG ? STREAM_ETOO_LARGE : STREAM_ESTORAGE,
                    "append to %s-%" PRId32 " failed: %s", p->t->name, p->index, tern_strerror(rc));

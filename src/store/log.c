@@ -967,8 +967,8 @@ static int log_roll(struct log *log, int64_t now_ms)
     return 0;
 }
 
-int log_append(struct log *log, void *batch, size_t size, int64_t now_ms,
-               struct log_append_info *info)
+static int append(struct log *log, void *batch, size_t size, int64_t now_ms,
+                  struct log_append_info *info, bool check_crc)
 {
     struct batch_hdr h;
     if (log->err)
@@ -980,7 +980,7 @@ int log_append(struct log *log, void *batch, size_t size, int64_t now_ms,
         return TERN_ETOOBIG;
     if (n < 0 || (size_t)n != size)
         return TERN_EPROTO;
-    if (batch_check_crc(batch, &h) < 0)
+    if (check_crc && batch_check_crc(batch, &h) < 0)
         return TERN_ECORRUPT;
     h.base_offset = log->end_offset;
     if (should_roll(log, size, now_ms, batch_last_offset(&h))) {
@@ -1003,6 +1003,18 @@ int log_append(struct log *log, void *batch, size_t size, int64_t now_ms,
     if (log->force_ckpt || (log->cfg.fsync_mode == LOG_FSYNC_ALWAYS && log->nwaiters))
         job_submit(log);
     return 0;
+}
+
+int log_append(struct log *log, void *batch, size_t size, int64_t now_ms,
+               struct log_append_info *info)
+{
+    return append(log, batch, size, now_ms, info, true);
+}
+
+int log_append_checked(struct log *log, void *batch, size_t size, int64_t now_ms,
+                       struct log_append_info *info)
+{
+    return append(log, batch, size, now_ms, info, false);
 }
 
 /* ---- read ------------------------------------------------------------------------------ */

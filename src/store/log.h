@@ -103,6 +103,10 @@ struct log_append_info {
  */
 int log_append(struct log *log, void *batch, size_t size, int64_t now_ms,
                struct log_append_info *info);
+/* As log_append, without checking the CRC: for a caller that has just checked it (a produce
+ * request's batches) or computed it (batch_encode). The header is still checked. */
+int log_append_checked(struct log *log, void *batch, size_t size, int64_t now_ms,
+                       struct log_append_info *info);
 
 /*
  * Calls cb once every offset below end_offset is durable (or fails). Returns 0 when cb will be

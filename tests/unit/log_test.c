@@ -332,8 +332,17 @@ static void test_rejects_bad_batches(void **state)
     b[len - 1] ^= 1;
     assert_int_equal(log_append(f->log, b, len, NOW, NULL), TERN_ECORRUPT);
     assert_int_equal(log_append(f->log, b, len - 1, NOW, NULL), TERN_EPROTO);
+    /* the caller-checked append skips only the CRC: the header is still checked */
+    assert_int_equal(log_append_checked(f->log, b, len - 1, NOW, NULL), TERN_EPROTO);
+    free(b);
+    b = tu_batch("x", 1, 2000, NOW, &len);
+    assert_int_equal(log_append_checked(f->log, b, len, NOW, NULL), TERN_ETOOBIG);
     free(b);
     assert_true(log_end_offset(f->log) == 0);
+    b = tu_batch("y", 2, 10, NOW, &len);
+    assert_int_equal(log_append_checked(f->log, b, len, NOW, NULL), 0);
+    free(b);
+    assert_true(log_end_offset(f->log) == 2);
 }
 
 static void test_long_recovery_logs_progress(void **state)
