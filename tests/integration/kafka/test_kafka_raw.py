@@ -13,6 +13,7 @@ UNSUPPORTED_VERSION = 35
 CORRUPT_MESSAGE = 2
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 SASL_AUTHENTICATION_FAILED = 58
+INVALID_RECORD = 87
 
 
 def test_api_versions_every_version(kafka):
@@ -265,14 +266,16 @@ def test_unknown_topic_and_partition_errors(kafka_factory):
     c.close()
 
 
-def test_records_array_with_two_batches(kafka):
+def test_records_array_with_two_batches_is_refused(kafka):
+    """Produce v3+ carries exactly one batch per partition: Kafka answers more with
+    INVALID_RECORD (87) and appends none of them."""
     t = kafka.name()
     c = Conn(kafka.port)
     two = record_batch([b"1", b"2"]) + record_batch([b"3"])
     c.produce(t, 0, two)
-    assert parse_produce_v7(c.recv()[1])[0][2:] == (0, 0)
+    assert parse_produce_v7(c.recv()[1])[0][2] == INVALID_RECORD
     c.produce(t, 0, record_batch([b"4"]))
-    assert parse_produce_v7(c.recv()[1])[0][2:] == (0, 3)
+    assert parse_produce_v7(c.recv()[1])[0][2:] == (0, 0)  # offset 0: nothing was appended
     c.close()
 
 
