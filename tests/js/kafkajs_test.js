@@ -1,7 +1,8 @@
 // kafkajs against a tern broker: admin createTopics, an idempotent producer (acks all), and a
 // group consumer that reads every message back in order per partition. Driven by
-// tests/integration/kafka/test_kafkajs.py. Prints "ok: N messages" and exits 0, or prints
-// "FAIL: ..." on stderr and exits 1.
+// tests/integration/kafka/test_kafkajs.py. With TERN_KAFKA_SASL_USER/_PASS set it authenticates
+// with SASL PLAIN first. Prints "ok: N messages" and exits 0, or prints "FAIL: ..." on stderr
+// and exits 1.
 'use strict';
 const { Kafka, logLevel } = require('kafkajs');
 
@@ -11,7 +12,10 @@ const N = 200;
 const timeoutMs = Number(process.env.TERN_KAFKAJS_TIMEOUT_MS || 30000);
 
 async function main() {
-  const kafka = new Kafka({ clientId: 'tern-kafkajs-test', brokers: [broker],
+  const user = process.env.TERN_KAFKA_SASL_USER;
+  const sasl = user ? { mechanism: 'plain', username: user,
+                        password: process.env.TERN_KAFKA_SASL_PASS || '' } : undefined;
+  const kafka = new Kafka({ clientId: 'tern-kafkajs-test', brokers: [broker], sasl,
                             logLevel: logLevel.NOTHING, retry: { retries: 3 } });
   const admin = kafka.admin();
   await admin.connect();
