@@ -3,7 +3,7 @@
  * sharing one fsync, acknowledgements only after the fsync, failures reaching every waiter,
  * interval mode, close with an fsync in flight, crash safety of acknowledged offsets, and a
  * second fsync job overlapping the first (answered in order, failing with it, never with a
- * checkpoint due).
+ * checkpoint due or beside a large job).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -426,6 +426,7 @@ static void reopen_checkpoint_every(struct fx *f, uint32_t interval_ms)
     log_close(f->log, NULL, NULL);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     f->cfg.checkpoint_interval_ms = interval_ms;
+    f->cfg.segment_bytes = 16u << 20; /* no roll (a directory fsync) in the middle */
     char err[256];
     assert_int_equal(log_open(&f->loop, f->logdir, &f->cfg, &f->log, err, sizeof(err)), 0);
     sequential_rounds(f, 1, 10);
@@ -481,13 +482,13 @@ static int64_t append_waiting(struct fx *f, int who)
 static void two_jobs_first_stuck(struct fx *f, int64_t *end1, int64_t *end2)
 {
     nanswers = 0;
-    uint64_t base = faultfs_calls(FAULTFS_OP_FDATASYNC);
+    uint64_t base = faultfs_calls(FAULTFS_OP_FDATASYNC), overlaps = log_fsync_overlaps(f->log);
     faultfs_hold_fdatasync(1);
     *end1 = append_waiting(f, 1);
     RUN_UNTIL(f, faultfs_holding());
     *end2 = append_waiting(f, 2);
     /* job 2 fsyncs while job 1 is still in its own */
-    assert_true(log_fsync_overlaps(f->log) == 1);
+    assert_true(log_fsync_overlaps(f->log) == overlaps + 1);
     RUN_UNTIL(f, faultfs_calls(FAULTFS_OP_FDATASYNC) == base + 1);
     run_a_while(f);
     /* but it answers nobody before job 1 has: durability is claimed in order */
@@ -551,6 +552,39 @@ static void test_no_overlap_with_a_checkpoint_due(void **state)
     int64_t end = -1, seg = -1;
     read_checkpoint(f->logdir, &end, &seg);
     assert_true(end >= end1); /* job 1 wrote the one that was due */
+}
+
+/* A job in flight that fsyncs 512 KiB or more is left alone: a second beside it would only
+ * split the same writeback into more flushes. */
+static void test_no_overlap_beside_a_large_job(void **state)
+{
+    struct fx *f = *state;
+    reopen_checkpoint_every(f, 3600 * 1000);
+    nanswers = 0;
+    uint64_t base = faultfs_calls(FAULTFS_OP_FDATASYNC);
+    faultfs_hold_fdatasync(1);
+    size_t len;
+    uint8_t *b = tu_batch("big", 600, 1000, NOW, &len); /* ~600 KB */
+    struct log_append_info info;
+    assert_int_equal(log_append(f->log, b, len, NOW, &info), 0);
+    free(b);
+    assert_int_equal(log_wait_durable(f->log, info.last_offset + 1, on_answer, (void *)1), 0);
+    RUN_UNTIL(f, faultfs_holding());
+    int64_t end2 = append_waiting(f, 2);
+    run_a_while(f);
+    assert_true(faultfs_calls(FAULTFS_OP_FDATASYNC) == base); /* job 2 waits */
+    assert_true(log_fsync_overlaps(f->log) == 0);
+    faultfs_release();
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(nanswers, 2);
+    assert_int_equal(answers[1].status, 0);
+    assert_true(log_durable_offset(f->log) == end2);
+    /* and a small job is overlapped again */
+    int64_t end3, end4;
+    two_jobs_first_stuck(f, &end3, &end4);
+    faultfs_release();
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_true(log_durable_offset(f->log) == end4);
 }
 
 /* Appends that arrive while a job is in flight, as from many connections: one batch and a
@@ -658,6 +692,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_older_fsync_failure_fails_the_younger, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_no_overlap_with_a_checkpoint_due, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_overlap_beside_a_large_job, setup, teardown),
         cmocka_unit_test_setup_teardown(test_acked_offsets_survive_crash_with_overlapping_fsyncs,
                                         setup, teardown),
     };
