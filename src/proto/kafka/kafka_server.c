@@ -301,7 +301,10 @@ static void sasl_handshake(struct kafka_req *r, const struct kafka_sasl_handshak
 {
     static const struct kafka_str plain = {(const uint8_t *)"PLAIN", 5};
     struct kafka_sasl_handshake_response resp = {.mechanisms = {1, (struct kafka_str *)&plain}};
-    if (kafka_str_eq(m->mechanism, plain)) {
+    if (r->c->authed) {
+        /* a listener without --kafka-sasl, or authentication done: Kafka answers the same */
+        resp.error_code = KERR_ILLEGAL_SASL_STATE;
+    } else if (kafka_str_eq(m->mechanism, plain)) {
         r->c->sasl_handshaken = true;
         r->c->sasl_raw = r->version == 0;
     } else
@@ -350,18 +353,16 @@ static void sasl_authenticate(struct kafka_req *r, const struct kafka_sasl_authe
 /*
  * After SaslHandshake v0 the client sends the PLAIN token bare, in a size-prefixed frame with
  * no request header (kafka-python does). The answer is the server's empty token, a zero size;
- * v0 has no error field, so a wrong token closes the connection, as Kafka does. A token on a
- * connection that needs no authentication is refused as SaslAuthenticate refuses it.
- * Returns false when the connection must close.
+ * v0 has no error field, so a wrong token closes the connection, as Kafka does. (A connection
+ * that needs no authentication never gets here: its handshake is refused.) Returns false when
+ * the connection must close.
  */
 static bool sasl_raw_token(struct kafka_conn *c, const uint8_t *p, size_t n)
 {
     c->sasl_raw = false;
-    if (c->authed || !plain_ok(c->srv, p, n)) {
-        TLOG_WARN("kafka", "event=auth_failed conn=%" PRIu64 " peer=%s reason=\"%s\"",
-                  net_conn_id(c->nc), net_conn_peer(c->nc),
-                  c->authed ? "SASL token on a connection that needs none"
-                            : "invalid username or password");
+    if (!plain_ok(c->srv, p, n)) {
+        TLOG_WARN("kafka", "event=auth_failed conn=%" PRIu64 " peer=%s", net_conn_id(c->nc),
+                  net_conn_peer(c->nc));
         return false;
     }
     c->authed = true;

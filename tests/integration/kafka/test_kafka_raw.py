@@ -13,6 +13,7 @@ UNSUPPORTED_VERSION = 35
 CORRUPT_MESSAGE = 2
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 SASL_AUTHENTICATION_FAILED = 58
+ILLEGAL_SASL_STATE = 34
 INVALID_RECORD = 87
 
 
@@ -232,13 +233,25 @@ def test_sasl_v0_bare_token_exchange(kafka_factory):
     c.close()
 
 
-def test_sasl_v0_token_on_a_listener_without_sasl_is_refused(kafka):
+def test_sasl_handshake_refused_without_sasl(kafka):
+    """As Kafka: ILLEGAL_SASL_STATE (34) for a handshake on a listener without SASL; the
+    connection stays usable."""
     c = Conn(kafka.port)
-    assert sasl_handshake(c, version=0) == 0
-    c.send_raw(b"\x00guest\x00guest")
-    assert c.closed_by_peer()
+    for version in (0, 1):
+        assert sasl_handshake(c, version=version) == ILLEGAL_SASL_STATE
+    corr = c.metadata([])
+    assert c.recv()[0] == corr
     c.close()
-    c = Conn(kafka.port)  # the broker is unaffected
+
+
+def test_sasl_handshake_refused_after_authentication(kafka_factory):
+    k = kafka_factory("--kafka-sasl", "true", "--default-user", "alice",
+                      "--default-pass", "s3cret")
+    c = Conn(k.port)
+    assert sasl_handshake(c) == 0
+    assert sasl_authenticate(c, "alice", "s3cret") == 0
+    assert sasl_handshake(c) == ILLEGAL_SASL_STATE
+    assert sasl_handshake(c, version=0) == ILLEGAL_SASL_STATE
     corr = c.metadata([])
     assert c.recv()[0] == corr
     c.close()
