@@ -90,7 +90,7 @@ struct sync_job {
     int ckpt_fd;
     int rc;
     bool ran;       /* a younger job that ran before the older one finished: it completes after it */
-    uint64_t bytes; /* appended since the previous data job was prepared */
+    uint64_t bytes; /* appended since the previous data job started (job_start) */
 };
 
 void log_config_default(struct log_config *cfg)
@@ -251,10 +251,6 @@ static struct sync_job *job_prepare(struct log *log, int64_t now_ms, bool data)
     j->sync_parent = log->parent_dirty;
     log->dir_dirty = log->parent_dirty = false;
     j->target = data ? log->end_offset : log->durable_offset;
-    if (data) {
-        j->bytes = log->appended - log->prepared_appended;
-        log->prepared_appended = log->appended;
-    }
     j->segs = tern_xcalloc((size_t)log->nsegs, sizeof(*j->segs));
     uint64_t after = data ? log_size_bytes(log) : 0; /* bytes after the segment at hand */
     for (int i = 0; data && i < log->nsegs; i++) {
@@ -477,9 +473,11 @@ static void job_start(struct log *log, bool data)
         return;
     if (log->job && !job_overlap_ok(log, data))
         return;
+    uint64_t bytes = log->appended - log->job_start_appended; /* gap_wait moves the mark */
     if (data && gap_wait(log))
         return;
     struct sync_job *j = job_prepare(log, clock_wall_ms(), data);
+    j->bytes = data ? bytes : 0;
     if (log->job) {
         log->job2 = j;
         log->overlaps++;

@@ -52,7 +52,6 @@ struct log {
     uint64_t job_start_ns;       /* when the last data job started (sync_gap_ms) */
     uint64_t appended;           /* bytes appended since open */
     uint64_t job_start_appended; /* appended when the last data job started */
-    uint64_t prepared_appended;  /* appended when the last data job was prepared */
     struct gap_timer *gap;       /* waits out sync_gap_ms; NULL until first needed */
     struct waiter *waiters;
     size_t nwaiters, capwaiters;
