@@ -717,41 +717,33 @@ int stream_set_configs(struct stream_mgr *m, const char *name, const struct stre
 
 /* ---- appends ------------------------------------------------------------------------------ */
 
-/* Checks every batch in records; fills hdrs (up to cap). Returns the batch count or -1. */
-static int check_batches(struct stream_part *p, const uint8_t *records, size_t len,
-                         struct batch_hdr *hdrs, int cap, struct stream_err *err)
+/* Checks that records hold exactly one whole batch (structure, size, CRC); fills *h. Returns 0
+ * or -1 with *err. */
+static int check_batch(struct stream_part *p, const uint8_t *records, size_t len,
+                       struct batch_hdr *h, struct stream_err *err)
 {
     size_t max = (size_t)p->t->cfg.max_message_bytes + BATCH_LOG_OVERHEAD;
-    int n = 0;
-    for (size_t pos = 0; pos < len; n++) {
-        if (n == cap) {
-            seterr(err, STREAM_ECORRUPT, "too many batches in one produce");
-            return -1;
-        }
-        int64_t size = batch_parse(records + pos, len - pos, SIZE_MAX, &hdrs[n]);
-        if (size < 0) {
-            seterr(err, STREAM_ECORRUPT, "malformed record batch at byte %zu: %s", pos,
-                   tern_strerror((int)size));
-            return -1;
-        }
-        if ((size_t)size > max) {
-            seterr(err, STREAM_ETOO_LARGE,
-                   "The request included a message larger than the max message size the "
-                   "server will accept (%" PRId64 " > %zu).",
-                   size, max);
-            return -1;
-        }
-        if (batch_check_crc(records + pos, &hdrs[n]) < 0) {
-            seterr(err, STREAM_ECORRUPT, "record batch CRC mismatch at byte %zu", pos);
-            return -1;
-        }
-        pos += (size_t)size;
-    }
-    if (n == 0) {
-        seterr(err, STREAM_ECORRUPT, "no record batch in the produce request");
+    int64_t size = batch_parse(records, len, SIZE_MAX, h);
+    if (size < 0) {
+        seterr(err, STREAM_ECORRUPT, "malformed record batch: %s", tern_strerror((int)size));
         return -1;
     }
-    return n;
+    if ((size_t)size < len) {
+        seterr(err, STREAM_EMULTI_BATCH, "more than one record batch in one append");
+        return -1;
+    }
+    if ((size_t)size > max) {
+        seterr(err, STREAM_ETOO_LARGE,
+               "The request included a message larger than the max message size the "
+               "server will accept (%" PRId64 " > %zu).",
+               size, max);
+        return -1;
+    }
+    if (batch_check_crc(records, h) < 0) {
+        seterr(err, STREAM_ECORRUPT, "record batch CRC mismatch");
+        return -1;
+    }
+    return 0;
 }
 
 /* The idempotence verdict of one batch: 1 append, 0 duplicate (res filled), -1 error. */
@@ -804,55 +796,32 @@ static void notify(struct stream_part *p)
     }
 }
 
-#define MAX_BATCHES 64
-
 int stream_append(struct stream_part *p, uint8_t *records, size_t len, int64_t now_ms,
                   struct stream_append_result *res, struct stream_err *err)
 {
-    struct batch_hdr hdrs[MAX_BATCHES];
-    int n = check_batches(p, records, len, hdrs, MAX_BATCHES, err);
-    if (n < 0)
+    struct batch_hdr h;
+    if (check_batch(p, records, len, &h, err) < 0)
         return -1;
-    /* a single retried batch is answered with its original offsets */
-    if (n == 1) {
-        int v = check_sequence(p, &hdrs[0], res, err);
-        if (v <= 0)
-            return v;
-    } else {
-        for (int i = 0; i < n; i++) {
-            struct stream_append_result dummy;
-            if (check_sequence(p, &hdrs[i], &dummy, err) != 1) {
-                seterr(err, STREAM_EOUT_OF_ORDER,
-                       "duplicate or out-of-order batch in a "
-                       "multi-batch produce");
-                return -1;
-            }
-        }
-    }
+    /* a retried batch is answered with its original offsets */
+    int v = check_sequence(p, &h, res, err);
+    if (v <= 0)
+        return v;
     bool lat = p->t->cfg.log_append_time;
-    *res = (struct stream_append_result){.base_offset = -1, .log_append_time = lat ? now_ms : -1};
-    size_t pos = 0;
-    for (int i = 0; i < n; i++) {
-        size_t size = (size_t)hdrs[i].length + BATCH_LOG_OVERHEAD;
-        if (lat)
-            set_log_append_time(records + pos, size, now_ms);
-        struct log_append_info info;
-        int rc = log_append_checked(p->log, records + pos, size, now_ms, &info); /* CRC above */
-        if (rc < 0) {
-            seterr(err, rc == TERN_ETOOBIG ? STREAM_ETOO_LARGE : STREAM_ESTORAGE,
-                   "append to %s-%" PRId32 " failed: %s", p->t->name, p->index, tern_strerror(rc));
-            if (res->base_offset >= 0)
-                notify(p);
-            return -1;
-        }
-        hdrs[i].base_offset = info.base_offset;
-        producers_apply(p->prod, &hdrs[i]);
-        if (res->base_offset < 0)
-            res->base_offset = info.base_offset;
-        res->last_offset = info.last_offset;
-        pos += size;
+    if (lat)
+        set_log_append_time(records, len, now_ms);
+    struct log_append_info info;
+    int rc = log_append_checked(p->log, records, len, now_ms, &info); /* CRC checked above */
+    if (rc < 0) {
+        seterr(err, rc == TERN_ETOOBIG ? STREAM_ETOO_LARGE : STREAM_ESTORAGE,
+               "append to %s-%" PRId32 " failed: %s", p->t->name, p->index, tern_strerror(rc));
+        return -1;
     }
-    p->since_snap += pos;
+    h.base_offset = info.base_offset;
+    producers_apply(p->prod, &h);
+    *res = (struct stream_append_result){.base_offset = info.base_offset,
+                                         .last_offset = info.last_offset,
+                                         .log_append_time = lat ? now_ms : -1};
+    p->since_snap += len;
     uint64_t every = (uint64_t)p->t->cfg.segment_bytes;
     if (p->since_snap >= (every > SNAPSHOT_MIN_BYTES ? every : SNAPSHOT_MIN_BYTES))
         snapshot_later(p);

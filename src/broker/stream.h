@@ -43,6 +43,7 @@ enum stream_errkind {
     STREAM_EINVALID_PARTS,  /* partition count out of range or not increasing */
     STREAM_EINVALID_CONFIG, /* unknown config name or bad value */
     STREAM_ECORRUPT,        /* batch failed its structure or CRC check */
+    STREAM_EMULTI_BATCH,    /* an append held more than one batch */
     STREAM_ETOO_LARGE,      /* batch larger than max.message.bytes */
     STREAM_EOUT_OF_ORDER,   /* idempotent producer skipped or rewound its sequence */
     STREAM_EINVALID_EPOCH,  /* idempotent producer with a stale epoch */
@@ -143,10 +144,10 @@ struct stream_append_result {
 };
 
 /*
- * Appends the records of one produce request for this partition: one or more whole batches.
- * Every batch is checked first (structure, magic 2, CRC, size, producer sequence); nothing is
- * appended unless all pass. The bytes are modified in place (offsets, timestamps), so they must
- * be writable. Returns 0 with *res, or -1 with *err.
+ * Appends the records of one produce request for this partition: exactly one whole batch
+ * (more is STREAM_EMULTI_BATCH, as Kafka refuses from Produce v3). It is checked first
+ * (structure, magic 2, CRC, size, producer sequence). The bytes are modified in place
+ * (offset, timestamps), so they must be writable. Returns 0 with *res, or -1 with *err.
  */
 int stream_append(struct stream_part *p, uint8_t *records, size_t len, int64_t now_ms,
                   struct stream_append_result *res, struct stream_err *err);

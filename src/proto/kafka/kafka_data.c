@@ -106,14 +106,6 @@ static void produce_partition(struct stream_topic *t,
         out->error_code = KERR_CORRUPT_MESSAGE;
         return;
     }
-    /* Produce v3+ (every version tern serves) carries exactly one batch per partition: Kafka
-     * refuses more with INVALID_RECORD, appending none of them */
-    struct batch_hdr h;
-    int64_t first = batch_parse(in->records.p, (size_t)in->records.len, SIZE_MAX, &h);
-    if (first > 0 && first < (int64_t)in->records.len) {
-        out->error_code = KERR_INVALID_RECORD;
-        return;
-    }
     struct stream_append_result res;
     struct stream_err err;
     /* the records live in the connection's input buffer, which tern owns: appended in place */

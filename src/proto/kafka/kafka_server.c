@@ -259,6 +259,8 @@ int16_t kafka_stream_error(const struct stream_err *err)
         return KERR_INVALID_CONFIG;
     case STREAM_ECORRUPT:
         return KERR_CORRUPT_MESSAGE;
+    case STREAM_EMULTI_BATCH:
+        return KERR_INVALID_RECORD; /* Produce v3+: exactly one batch per partition */
     case STREAM_ETOO_LARGE:
         return KERR_MESSAGE_TOO_LARGE;
     case STREAM_EOUT_OF_ORDER:
