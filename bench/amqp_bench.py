@@ -4,8 +4,12 @@
 Starts each broker itself on 127.0.0.1 with a temporary data directory and free ports, runs
 bench_amqp (bench/bench_amqp.c, on rabbitmq-c) through the scenarios below against it, reads the
 broker's resident memory from /proc, stops it and checks that none of its processes is left.
-Then prints one table (tern, RabbitMQ, tern/RabbitMQ, the issue's target, met or not met) and
-writes bench/out/amqp.png and bench/out/amqp.json.
+Right before the first broker's latency rows it measures this machine's latency floor with
+bench_floor (bench/bench_floor.c): the latency rows' traffic through a relay that only forwards
+it (and, for the durable rows, also appends it to a file fdatasynced with ternd's default
+--group-commit-ms spacing). Then prints one
+table (tern, RabbitMQ, tern/RabbitMQ, the floor, the issue's target, met or not met) and writes
+bench/out/amqp.png and bench/out/amqp.json.
 
     make bench-amqp                     # both brokers, 5 s per scenario
     BENCH_SECONDS=10 make bench-amqp
@@ -113,6 +117,10 @@ def table_rows(fill_count):
                  False))
     rows.append(("RSS peak during fill", "rss", "fill_peak_kb", "kb", None, False))
     return rows
+
+
+# Latency rows with a floor: run key -> bench_floor arguments besides rate, size and times.
+FLOOR_RUNS = {"latency_transient": [], "latency_durable": ["--fsync-gap-ms", None]}
 
 
 def size_label(size):
@@ -421,11 +429,57 @@ def progress(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
+def group_commit_default(ternd):
+    """ternd's default --group-commit-ms, from its --help (the floor's fsync spacing)."""
+    try:
+        out = subprocess.run([ternd, "--help"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise BrokerError(f"{ternd} --help: {e}")
+    m = re.search(r"--group-commit-ms\b.*\(default: ([0-9.]+)\)", out.stdout + out.stderr)
+    if not m:
+        raise BrokerError(f"{ternd} --help names no default for --group-commit-ms")
+    return m.group(1)
+
+
+def run_floor(opts):
+    """The latency rows' traffic through bench_floor's relay. Returns (results, errors)."""
+    results, errors = {}, []
+    tmp = tempfile.mkdtemp(prefix="tern-floor-bench.")  # where ternd's data goes too
+    try:
+        gap = group_commit_default(opts.ternd)
+        for key, extra in FLOOR_RUNS.items():
+            argv = [opts.floor, "--rate", str(RATE), "--size", str(LATENCY_SIZE), "--seconds",
+                    str(opts.seconds), "--warmup", str(opts.warmup), "--dir", tmp]
+            argv += [gap if a is None else a for a in extra]
+            progress(f"floor: {key} ({' '.join(argv[1:])})")
+            try:
+                p = subprocess.run(argv, capture_output=True, text=True,
+                                   timeout=opts.seconds + opts.warmup + 60)
+            except (OSError, subprocess.TimeoutExpired) as e:
+                errors.append(f"bench_floor {key}: {e}")
+                continue
+            res = parse_result(p.stdout)
+            if p.returncode != 0 or res is None:
+                errors.append(f"bench_floor {key}: "
+                              f"{p.stderr.strip() or f'exit status {p.returncode}'}")
+                continue
+            results[key] = res
+    except BrokerError as e:
+        errors.append(str(e))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for e in errors:
+        progress(f"floor: {e}")
+    return results, errors
+
+
 def run_scenarios(broker, opts, results, errors):
     timed = ["--seconds", str(opts.seconds), "--warmup", str(opts.warmup)]
     for key, args in scenarios(opts.fill_count):
         if key == "fill":
             continue
+        if key in FLOOR_RUNS and opts.floor_runs is None:
+            opts.floor_runs = run_floor(opts)  # next to the rows it is read against
         progress(f"{broker.name}: {key}")
         broker.check_alive(key)  # a dead broker ends the run instead of failing every row
         try:
@@ -521,19 +575,20 @@ def build_table(all_results, fill_count):
         t = value(all_results.get("tern", {}), key, field)
         r = value(all_results.get("rabbitmq", {}), key, field)
         ratio = f"x{t / r:.2f}" if t is not None and r else "-"
+        f = value(all_results.get("floor", {}), key, field) if key in FLOOR_RUNS else None
         met = ""
         if target is not None:
             met = "-" if t is None else ("met" if (t >= target if higher else t <= target)
                                          else "not met")
         out.append({"label": label, "unit": unit, "tern": t, "rabbitmq": r, "ratio": ratio,
-                    "target": target, "higher_is_better": higher, "met": met})
+                    "floor": f, "target": target, "higher_is_better": higher, "met": met})
     return out
 
 
 def print_table(table):
-    head = ["measure", "tern", "rabbitmq", "tern/rmq", "target", "tern vs target"]
+    head = ["measure", "tern", "rabbitmq", "tern/rmq", "floor", "target", "tern vs target"]
     rows = [[r["label"], fmt(r["tern"], r["unit"]), fmt(r["rabbitmq"], r["unit"]), r["ratio"],
-             target_text(r["target"], r["unit"], r["higher_is_better"]), r["met"]]
+             fmt(r["floor"], r["unit"]) if r["floor"] is not None else "", target_text(r["target"], r["unit"], r["higher_is_better"]), r["met"]]
             for r in table]
     widths = [max(len(x[i]) for x in rows + [head]) for i in range(len(head))]
     line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
@@ -543,6 +598,9 @@ def print_table(table):
     for r in rows:
         print(line(r))
     print("rates: higher is better; latencies and RSS: lower is better (tern/rmq < 1 is better).")
+    print("floor: the same latency traffic through bench_floor's relay, which only forwards it (the")
+    print("durable rows: and appends it to a file, fdatasynced with ternd's default group-commit")
+    print("spacing); a target below the floor cannot be met on this machine.")
 
 
 def print_generator_cpu(all_results):
@@ -595,6 +653,11 @@ def write_chart(table, path, title):
             ax.plot([x, x], [i - 0.45, i + 0.45], color="#c0392b", linewidth=2,
                     label="target (tern)" if n == 0 else None)
         shown += [x for _, x in targets]
+        floors = [(i, r["floor"] * scale) for i, r in enumerate(rows) if r.get("floor")]
+        for n, (i, x) in enumerate(floors):
+            ax.plot([x, x], [i - 0.45, i + 0.45], color="#555555", linewidth=2, linestyle=":",
+                    label="machine floor (bench_floor)" if n == 0 else None)
+        shown += [x for _, x in floors]
         if unit != "kb":
             ax.set_xscale("log")
             if shown:
@@ -608,7 +671,13 @@ def write_chart(table, path, title):
         ax.tick_params(axis="x", labelsize=8)
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle(title, fontsize=10)
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=3, fontsize=8,
+    handles, labels = {}, []
+    for ax in axes:  # the floor's marker is only on the latency panel
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in handles:
+                handles[lab] = h
+                labels.append(lab)
+    fig.legend([handles[lab] for lab in labels], labels, loc="upper center", ncol=4, fontsize=8,
                bbox_to_anchor=(0.5, 0.975), frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 0.955))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -633,11 +702,15 @@ def parse_args(argv):
                                                       str(ROOT / "build/release/ternd")))
     ap.add_argument("--generator", default=os.environ.get(
         "BENCH_AMQP", str(ROOT / "build/release/bench/bench_amqp")))
+    ap.add_argument("--floor", default=os.environ.get(
+        "BENCH_FLOOR", str(ROOT / "build/release/bench/bench_floor")),
+                    help="the latency-floor relay (default build/release/bench/bench_floor)")
     ap.add_argument("--out", default=str(ROOT / "bench/out"),
                     help="directory for amqp.png and amqp.json (default bench/out)")
     opts = ap.parse_args(argv)
     if not opts.seconds > 0 or opts.warmup < 0 or opts.fill_count < 1:
         ap.error("--seconds must be > 0, --warmup >= 0, --fill-count >= 1")
+    opts.floor_runs = None  # (results, errors) of run_floor, once it has run
     return opts
 
 
@@ -662,6 +735,7 @@ def main(argv):
     all_results, all_errors = {}, {}
     for b in brokers:
         all_results[b.name], all_errors[b.name] = run_broker(b, opts)
+    all_results["floor"], all_errors["floor"] = opts.floor_runs or ({}, [])
     load1 = os.getloadavg()[0]
 
     table = build_table(all_results, opts.fill_count)
