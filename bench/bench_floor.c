@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -313,12 +314,20 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: bench_floor [options]\n"
                "  --rate R           messages per second (default 10000)\n"
-               "  --size B           message bytes, >= 8 (default 100)\n"
+               "  --size B           message bytes, 8 to 65536 (default 100)\n"
                "  --seconds S        measured time (default 5); --warmup S before it (default 1)\n"
                "  --fsync-gap-ms G   append every message to a file and fdatasync it, each\n"
                "                     fdatasync starting >= G ms after the previous one\n"
                "  --dir D            where that file goes (default $TMPDIR or /tmp)\n"
                "prints one line: result system=floor scenario=latency key=value ...\n");
+}
+
+/* optarg as a number, or NAN when it is not one (then refused below). */
+static double number(const char *arg)
+{
+    char *end;
+    double v = strtod(arg, &end);
+    return end == arg || *end ? NAN : v;
 }
 
 static int parse_opts(int argc, char **argv, struct opts *o)
@@ -338,23 +347,24 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                        .size = 100,
                        .fsync_gap_ms = -1,
                        .dir = tmp && *tmp ? tmp : "/tmp"};
+    double size = o->size;
     int c;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
         case 'r':
-            o->rate = atof(optarg);
+            o->rate = number(optarg);
             break;
         case 's':
-            o->size = atoi(optarg);
+            size = number(optarg);
             break;
         case 't':
-            o->seconds = atof(optarg);
+            o->seconds = number(optarg);
             break;
         case 'w':
-            o->warmup = atof(optarg);
+            o->warmup = number(optarg);
             break;
         case 'g':
-            o->fsync_gap_ms = atof(optarg);
+            o->fsync_gap_ms = number(optarg);
             break;
         case 'd':
             o->dir = optarg;
@@ -367,11 +377,13 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             return -1;
         }
     }
-    if (optind != argc || !(o->rate > 0) || !(o->seconds > 0) || o->warmup < 0 || o->size < 8 ||
+    if (optind != argc || !(o->rate > 0) || !(o->seconds > 0) || !(o->warmup >= 0) ||
+        !(size >= 8 && size <= RELAY_BUF) || isnan(o->fsync_gap_ms) ||
         (o->fsync_gap_ms < 0 && o->fsync_gap_ms != -1)) {
         usage(stderr);
         return -1;
     }
+    o->size = (int)size;
     return 0;
 }
 
