@@ -46,6 +46,7 @@
 #include "benchutil.h"
 
 #include "base/clock.h"
+#include "os/file.h"
 
 #define RELAY_BUF (64u << 10)
 
@@ -66,10 +67,10 @@ struct relay {
     const struct opts *o;
     struct relay_stats *st;
     int fd;              /* the file, or -1 */
-    uint64_t appended;   /* bytes written to fd, by the relay thread */
-    pthread_mutex_t mu;  /* guards the three below */
-    pthread_cond_t more; /* signalled when appended_pub grows or stop is set */
-    uint64_t appended_pub;
+    pthread_mutex_t mu;  /* guards the two below; the relay thread, their only writer, reads
+                            appended without it */
+    pthread_cond_t more; /* signalled when appended grows or stop is set */
+    uint64_t appended;   /* bytes written to fd */
     bool stop;
 };
 
@@ -123,21 +124,6 @@ static int write_all(int fd, const uint8_t *p, size_t n)
     return 0;
 }
 
-static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t pos)
-{
-    while (n > 0) {
-        ssize_t w = pwrite(fd, p, n, (off_t)pos);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-        pos += (uint64_t)w;
-    }
-    return 0;
-}
-
 /* ---- the relay (child process) ------------------------------------------------------------- */
 
 static void record_failure(struct relay *r)
@@ -156,9 +142,9 @@ static void *syncer_main(void *arg)
         if (last_start)
             bench_sleep_until(last_start + gap_ns);
         pthread_mutex_lock(&r->mu);
-        while (r->appended_pub == synced && !r->stop)
+        while (r->appended == synced && !r->stop)
             pthread_cond_wait(&r->more, &r->mu);
-        uint64_t upto = r->appended_pub;
+        uint64_t upto = r->appended;
         bool stop = r->stop;
         pthread_mutex_unlock(&r->mu);
         if (stop)
@@ -202,11 +188,13 @@ static int relay_loop(struct relay *r, int in, int out)
         if (got <= 0)
             return got == 0 ? 0 : -1;
         if (r->fd >= 0) {
-            if (pwrite_all(r->fd, buf, (size_t)got, r->appended) < 0)
+            int rc = file_pwrite_all(r->fd, buf, (size_t)got, (off_t)r->appended);
+            if (rc < 0) {
+                errno = -rc;
                 return -1;
-            r->appended += (uint64_t)got;
+            }
             pthread_mutex_lock(&r->mu);
-            r->appended_pub = r->appended;
+            r->appended += (uint64_t)got;
             pthread_cond_signal(&r->more);
             pthread_mutex_unlock(&r->mu);
         }
